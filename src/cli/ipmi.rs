@@ -1,0 +1,345 @@
+//! `ironrack ipmi`: ipmitool's flags and commands, with fleet mode like ipmipower.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::ipmi::{BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig};
+use crate::profiles::Profiles;
+
+#[derive(Args, Debug)]
+pub struct IpmiArgs {
+    /// BMC host[:port]; repeat it or use ranges such as 127.0.0.1:[10000-10999].
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// File with one host spec per line.
+    #[arg(long)]
+    pub hosts_file: Option<PathBuf>,
+    /// Default UDP port.
+    #[arg(short = 'p', long, default_value_t = 623)]
+    pub port: u16,
+    /// User name.
+    #[arg(short = 'U', long, default_value = "")]
+    pub user: String,
+    /// Read the password from the IPMI_PASSWORD environment variable.
+    #[arg(short = 'E', conflicts_with = "password_file")]
+    pub env_password: bool,
+    /// Read the password from a file (first line).
+    #[arg(short = 'f', long = "password-file")]
+    pub password_file: Option<PathBuf>,
+    /// Cipher suite (3 or 17); default: discover, preferring 17.
+    #[arg(short = 'C', long)]
+    pub cipher_suite: Option<u8>,
+    /// Privilege level: callback, user, operator, administrator.
+    #[arg(short = 'L', long, default_value = "administrator")]
+    pub privilege: Privilege,
+    /// Read the BMC key K_G from a file (first line). Secrets never go in argv.
+    #[arg(short = 'k', long = "kg-file")]
+    pub kg_file: Option<PathBuf>,
+    /// Read the BMC key K_G from the IPMI_KGKEY environment variable.
+    #[arg(short = 'K', conflicts_with = "kg_file")]
+    pub env_kg: bool,
+    /// Hardware profile whose quirks apply (see hw-profiles/).
+    #[arg(long, default_value = "generic")]
+    pub profile: String,
+    /// Extra profile directory.
+    #[arg(long)]
+    pub profiles_dir: Option<PathBuf>,
+    /// Workarounds, as ipmipower's -W: opensesspriv.
+    #[arg(short = 'W', long = "workaround", value_delimiter = ',')]
+    pub workarounds: Vec<String>,
+    /// Per-BMC timeout for the whole command, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// BMCs worked on at once in fleet mode.
+    #[arg(long, default_value_t = 256)]
+    pub fanout: usize,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: IpmiCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum IpmiCommand {
+    /// Chassis power: status, on, off, soft, cycle, reset, nmi.
+    Power {
+        #[arg(value_parser = ["status", "on", "off", "soft", "cycle", "reset", "nmi"])]
+        action: String,
+    },
+    /// Boot device override.
+    Bootdev {
+        #[command(subcommand)]
+        action: BootdevAction,
+    },
+    /// Management controller: `mc info` (Get Device ID).
+    Mc {
+        #[arg(value_parser = ["info"])]
+        action: String,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum BootdevAction {
+    /// Show the boot flags.
+    Get,
+    /// Set the boot device: pxe, disk, cdrom, bios, safe.
+    Set {
+        device: BootDevice,
+        /// Keep the setting for all future boots (default: next boot only).
+        #[arg(long)]
+        persistent: bool,
+        /// UEFI boot (default: legacy BIOS).
+        #[arg(long)]
+        uefi: bool,
+    },
+}
+
+/// The outcome of one command on one BMC, as text and JSON.
+struct Outcome {
+    text: String,
+    json: Value,
+}
+
+pub async fn run(a: IpmiArgs) -> i32 {
+    match run_inner(a).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ironrack ipmi: {e}");
+            2
+        }
+    }
+}
+
+fn session_config(a: &IpmiArgs) -> Result<SessionConfig, String> {
+    let password = if a.env_password {
+        super::read_secret_env("IPMI_PASSWORD")?
+    } else if let Some(f) = &a.password_file {
+        super::read_secret_file(f)?
+    } else {
+        return Err("no password: use -E (IPMI_PASSWORD) or -f FILE; passwords are never taken on the command line".into());
+    };
+    let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
+    let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
+    let mut cfg = SessionConfig::new(&a.user, &password);
+    cfg.privilege = a.privilege;
+    cfg.cipher_suite = a.cipher_suite.or(profile.ipmi.cipher_suite);
+    cfg.allow_suite0 = profile.ipmi.allow_suite0;
+    cfg.opensesspriv = profile.ipmi.opensesspriv;
+    cfg.min_interval = Duration::from_millis(profile.ipmi.min_command_interval_ms);
+    for w in &a.workarounds {
+        match w.as_str() {
+            "opensesspriv" => cfg.opensesspriv = true,
+            other => return Err(format!("unknown workaround {other:?} (known: opensesspriv)")),
+        }
+    }
+    if a.env_kg {
+        cfg.kg = Some(super::read_secret_env("IPMI_KGKEY")?);
+    } else if let Some(f) = &a.kg_file {
+        cfg.kg = Some(super::read_secret_file(f)?);
+    }
+    if !(a.timeout > 0.0 && a.timeout < 86_400.0) {
+        return Err("--timeout must be a positive number of seconds".into());
+    }
+    cfg.command_timeout = Duration::from_secs_f64(a.timeout);
+    cfg.keepalive = None; // one-shot CLI
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
+    let cfg = session_config(&a)?;
+    let disable_boot_timeout = Profiles::load(a.profiles_dir.as_deref())
+        .ok()
+        .and_then(|p| p.get(&a.profile).ok().map(|p| p.ipmi.disable_boot_timeout))
+        .unwrap_or(false);
+    let mut specs = Vec::new();
+    for h in &a.hosts {
+        specs.extend(super::hosts::expand(h)?);
+    }
+    if let Some(f) = &a.hosts_file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        specs.extend(super::hosts::from_file(&text)?);
+    }
+    if specs.is_empty() {
+        return Err("no BMC given: use -H host[:port] or --hosts-file".into());
+    }
+    let fleet = specs.len() > 1;
+    let started = Instant::now();
+    let sem = Arc::new(Semaphore::new(a.fanout.max(1)));
+    let bar = (fleet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(specs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} BMCs {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut tasks = Vec::with_capacity(specs.len());
+    for spec in specs.iter().cloned() {
+        let sem = sem.clone();
+        let cfg = cfg.clone();
+        let cmd = a.command.clone();
+        let port = a.port;
+        let bar = bar.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = one_host(&spec, port, cfg, &cmd, disable_boot_timeout).await;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            (spec, r)
+        }));
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        match t.await {
+            Ok(r) => results.push(r),
+            Err(e) => results.push(("?".into(), Err(format!("task failed: {e}")))),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let elapsed = started.elapsed();
+    if a.json {
+        let v = if fleet {
+            let rows: Vec<Value> = results
+                .iter()
+                .map(|(h, r)| match r {
+                    Ok(o) => {
+                        let mut v = o.json.clone();
+                        v["host"] = json!(h);
+                        v["ok"] = json!(true);
+                        v
+                    }
+                    Err(e) => json!({"host": h, "ok": false, "error": e}),
+                })
+                .collect();
+            json!({"results": rows, "ok": results.len() - failed, "failed": failed,
+                   "elapsed_s": elapsed.as_secs_f64()})
+        } else {
+            match &results[0].1 {
+                Ok(o) => o.json.clone(),
+                Err(e) => json!({"error": e}),
+            }
+        };
+        println!("{v}");
+    } else if fleet {
+        for (h, r) in &results {
+            match r {
+                Ok(o) => println!("{h}: {}", o.text),
+                Err(e) => println!("{h}: error: {e}"),
+            }
+        }
+        println!(
+            "{} hosts: {} ok, {} failed in {:.3} s",
+            results.len(),
+            results.len() - failed,
+            failed,
+            elapsed.as_secs_f64()
+        );
+    } else {
+        match &results[0].1 {
+            Ok(o) => println!("{}", o.text),
+            Err(e) => eprintln!("{}: {e}", results[0].0),
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+async fn one_host(
+    spec: &str,
+    port: u16,
+    cfg: SessionConfig,
+    cmd: &IpmiCommand,
+    disable_boot_timeout: bool,
+) -> Result<Outcome, String> {
+    let addr = super::hosts::resolve(spec, port).await?;
+    let client = IpmiClient::new(addr, cfg).await.map_err(|e| e.to_string())?;
+    let r = execute(&client, cmd, disable_boot_timeout).await;
+    client.close().await;
+    r.map_err(|e| e.to_string())
+}
+
+async fn execute(
+    c: &IpmiClient,
+    cmd: &IpmiCommand,
+    disable_boot_timeout: bool,
+) -> Result<Outcome, IpmiError> {
+    Ok(match cmd {
+        IpmiCommand::Power { action } => {
+            let ctl = match action.as_str() {
+                "status" => {
+                    let s = c.power_state().await?;
+                    return Ok(Outcome {
+                        text: s.word().to_string(),
+                        json: json!({"power_state": s.ironic()}),
+                    });
+                }
+                "on" => ChassisControl::PowerUp,
+                "off" => ChassisControl::PowerDown,
+                "soft" => ChassisControl::SoftShutdown,
+                "cycle" => ChassisControl::PowerCycle,
+                "reset" => ChassisControl::HardReset,
+                "nmi" => ChassisControl::DiagnosticInterrupt,
+                other => return Err(IpmiError::Config(format!("unknown power action {other}"))),
+            };
+            c.chassis_control(ctl).await?;
+            Outcome {
+                text: "ok".into(),
+                json: json!({"action": action, "result": "ok"}),
+            }
+        }
+        IpmiCommand::Bootdev { action } => match action {
+            BootdevAction::Get => {
+                let f = c.boot_flags().await?;
+                let device = if f.valid { f.device } else { BootDevice::None };
+                Outcome {
+                    text: format!(
+                        "{} ({}, {})",
+                        device.name(),
+                        if f.persistent { "persistent" } else { "next boot" },
+                        if f.uefi { "uefi" } else { "bios" }
+                    ),
+                    json: json!({
+                        "boot_device": device.name(),
+                        "persistent": f.persistent,
+                        "boot_mode": if f.uefi { "uefi" } else { "bios" },
+                        "raw": format!("{:#04x}", f.raw_device_byte),
+                    }),
+                }
+            }
+            BootdevAction::Set {
+                device,
+                persistent,
+                uefi,
+            } => {
+                c.set_boot_flags(BootFlags::new(*device, *persistent, *uefi), disable_boot_timeout)
+                    .await?;
+                Outcome {
+                    text: "ok".into(),
+                    json: json!({"boot_device": device.name(), "persistent": persistent,
+                                 "boot_mode": if *uefi { "uefi" } else { "bios" }}),
+                }
+            }
+        },
+        IpmiCommand::Mc { .. } => {
+            let d = c.device_id().await?;
+            Outcome {
+                text: format!(
+                    "device id {} rev {} firmware {} IPMI {} manufacturer {} product {:#06x}",
+                    d.device_id, d.device_revision, d.firmware, d.ipmi_version, d.manufacturer_id, d.product_id
+                ),
+                json: serde_json::to_value(&d).unwrap_or(Value::Null),
+            }
+        }
+    })
+}

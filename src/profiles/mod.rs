@@ -1,0 +1,164 @@
+//! Hardware profiles: one TOML file per vendor/model family in `hw-profiles/`,
+//! holding the quirks the protocol clients must honour.
+//!
+//! The files under `hw-profiles/` are compiled in, so the binary works on its own;
+//! a directory given at run time overrides or adds profiles.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// IPMI quirks of a hardware family.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IpmiQuirks {
+    /// Use exactly this cipher suite (no discovery).
+    pub cipher_suite: Option<u8>,
+    /// Allow suite 0 (no authentication). Never on by default.
+    #[serde(default)]
+    pub allow_suite0: bool,
+    /// FreeIPMI's "opensesspriv" workaround: name the privilege level in Open Session.
+    #[serde(default)]
+    pub opensesspriv: bool,
+    /// Write boot option parameter 3 so boot flags survive the 60 s timeout.
+    #[serde(default)]
+    pub disable_boot_timeout: bool,
+    /// Minimum gap between two commands, milliseconds.
+    #[serde(default)]
+    pub min_command_interval_ms: u64,
+}
+
+/// How a profile is recognised.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// IANA manufacturer ids from Get Device ID.
+    #[serde(default)]
+    pub ipmi_manufacturer_ids: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default, rename = "match")]
+    pub matches: Match,
+    #[serde(default)]
+    pub ipmi: IpmiQuirks,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("unknown hardware profile {0:?}")]
+    Unknown(String),
+}
+
+/// The profiles shipped in `hw-profiles/`, compiled in.
+const BUILTIN: &[(&str, &str)] = &[
+    ("generic.toml", include_str!("../../hw-profiles/generic.toml")),
+    ("ipmi-sim.toml", include_str!("../../hw-profiles/ipmi-sim.toml")),
+];
+
+/// A set of profiles by name.
+#[derive(Debug, Clone)]
+pub struct Profiles {
+    by_name: BTreeMap<String, Profile>,
+}
+
+/// Parse one profile file; errors name the file and, from the TOML parser, the line.
+pub fn parse(file: &str, text: &str) -> Result<Profile, ProfileError> {
+    toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        ProfileError::Parse {
+            file: file.to_string(),
+            message: match line {
+                Some(l) => format!("line {l}: {}", e.message()),
+                None => e.message().to_string(),
+            },
+        }
+    })
+}
+
+impl Profiles {
+    /// The compiled-in profiles.
+    pub fn builtin() -> Result<Profiles, ProfileError> {
+        let mut by_name = BTreeMap::new();
+        for (file, text) in BUILTIN {
+            let p = parse(file, text)?;
+            by_name.insert(p.name.clone(), p);
+        }
+        Ok(Profiles { by_name })
+    }
+
+    /// Built-in profiles, then every `*.toml` in `dir` (which wins on equal names).
+    pub fn load(dir: Option<&Path>) -> Result<Profiles, ProfileError> {
+        let mut set = Self::builtin()?;
+        let Some(dir) = dir else {
+            return Ok(set);
+        };
+        let rd = std::fs::read_dir(dir).map_err(|e| ProfileError::Io(dir.display().to_string(), e))?;
+        let mut files: Vec<_> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for f in files {
+            let text =
+                std::fs::read_to_string(&f).map_err(|e| ProfileError::Io(f.display().to_string(), e))?;
+            let p = parse(&f.display().to_string(), &text)?;
+            set.by_name.insert(p.name.clone(), p);
+        }
+        Ok(set)
+    }
+
+    pub fn get(&self, name: &str) -> Result<&Profile, ProfileError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ProfileError::Unknown(name.to_string()))
+    }
+
+    /// The profile whose IPMI manufacturer id matches, or `generic`.
+    pub fn for_ipmi_manufacturer(&self, id: u32) -> Option<&Profile> {
+        self.by_name
+            .values()
+            .find(|p| p.matches.ipmi_manufacturer_ids.contains(&id))
+            .or_else(|| self.by_name.get("generic"))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|s| s.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_parse() {
+        let p = Profiles::builtin().unwrap();
+        assert!(p.get("generic").is_ok());
+        let sim = p.get("ipmi-sim").unwrap();
+        assert!(sim.ipmi.opensesspriv);
+        assert_eq!(sim.ipmi.cipher_suite, Some(3));
+    }
+
+    #[test]
+    fn parse_error_names_file_and_line() {
+        let e = parse("bad.toml", "name = \"x\"\n[ipmi]\ncipher_suite = \"three\"\n").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("bad.toml: line 3"), "{s}");
+        let e = parse("typo.toml", "name = \"x\"\n[ipmi]\nopensespriv = true\n").unwrap_err();
+        assert!(e.to_string().contains("typo.toml"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The BMC fleet simulator (`ironrack sim`): one process serving N simulated BMCs
+//! on consecutive UDP ports, with fault injection.
+//!
+//! The protocol lives in [`bmc`] (sans-IO); this module only moves datagrams and
+//! applies faults (loss, latency, unresponsive BMCs).
+
+pub mod bmc;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use tokio::net::UdpSocket;
+use tokio::task::JoinHandle;
+
+pub use bmc::{Bmc, BmcConfig, BmcStats};
+
+/// Faults applied to one BMC, changeable while it runs.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Probability (in millionths) that a datagram is lost, each way.
+    loss_ppm: AtomicU32,
+    /// Added latency per answer, milliseconds.
+    latency_ms: AtomicU32,
+    /// Random extra latency up to this many milliseconds.
+    jitter_ms: AtomicU32,
+    /// Swallow everything.
+    unresponsive: AtomicBool,
+}
+
+impl Faults {
+    pub fn set_loss(&self, fraction: f64) {
+        let ppm = (fraction.clamp(0.0, 1.0) * 1_000_000.0) as u32;
+        self.loss_ppm.store(ppm, Ordering::Relaxed);
+    }
+    pub fn set_latency(&self, base: Duration, jitter: Duration) {
+        self.latency_ms
+            .store(base.as_millis().min(u32::MAX as u128) as u32, Ordering::Relaxed);
+        self.jitter_ms
+            .store(jitter.as_millis().min(u32::MAX as u128) as u32, Ordering::Relaxed);
+    }
+    pub fn set_unresponsive(&self, v: bool) {
+        self.unresponsive.store(v, Ordering::Relaxed);
+    }
+    fn lose(&self) -> bool {
+        let ppm = self.loss_ppm.load(Ordering::Relaxed);
+        ppm > 0 && rand::thread_rng().gen_range(0..1_000_000) < ppm
+    }
+    fn delay(&self) -> Duration {
+        let base = self.latency_ms.load(Ordering::Relaxed) as u64;
+        let jitter = self.jitter_ms.load(Ordering::Relaxed) as u64;
+        let extra = if jitter > 0 {
+            rand::thread_rng().gen_range(0..=jitter)
+        } else {
+            0
+        };
+        Duration::from_millis(base + extra)
+    }
+}
+
+/// One running simulated BMC.
+pub struct SimBmc {
+    pub addr: SocketAddr,
+    pub core: Mutex<Bmc>,
+    pub faults: Faults,
+}
+
+impl SimBmc {
+    /// Run `f` on the BMC core.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Bmc) -> R) -> R {
+        let mut g = match self.core.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut g)
+    }
+
+    pub fn stats(&self) -> BmcStats {
+        self.with(|b| b.stats(Instant::now()))
+    }
+}
+
+/// Fleet-wide settings.
+#[derive(Clone)]
+pub struct FleetConfig {
+    /// Address of the first BMC; the others take the following ports.
+    pub first: SocketAddr,
+    pub count: usize,
+    pub bmc: BmcConfig,
+    pub loss: f64,
+    pub latency: Duration,
+    pub jitter: Duration,
+    /// Indexes of BMCs that start unresponsive.
+    pub unresponsive: Vec<usize>,
+}
+
+/// A running fleet. Dropping it stops every BMC.
+pub struct Fleet {
+    pub bmcs: Vec<Arc<SimBmc>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Fleet {
+    /// Bind every BMC's socket and start serving. Port 0 as the first address
+    /// gives each BMC its own ephemeral port (handy in tests).
+    pub async fn start(cfg: FleetConfig) -> std::io::Result<Fleet> {
+        let mut bmcs = Vec::with_capacity(cfg.count);
+        let mut tasks = Vec::with_capacity(cfg.count);
+        for i in 0..cfg.count {
+            let addr = if cfg.first.port() == 0 {
+                cfg.first
+            } else {
+                let port = cfg.first.port() as usize + i;
+                let port = u16::try_from(port).map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        format!("BMC {i} would need port {port}, beyond 65535"),
+                    )
+                })?;
+                SocketAddr::new(cfg.first.ip(), port)
+            };
+            let sock = UdpSocket::bind(addr).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("binding simulated BMC {i} to {addr}: {e}"))
+            })?;
+            let local = sock.local_addr()?;
+            let mut bcfg = cfg.bmc.clone();
+            bcfg.guid[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let bmc = Arc::new(SimBmc {
+                addr: local,
+                core: Mutex::new(Bmc::new(bcfg, rand::random::<u64>() ^ i as u64)),
+                faults: Faults::default(),
+            });
+            bmc.faults.set_loss(cfg.loss);
+            bmc.faults.set_latency(cfg.latency, cfg.jitter);
+            bmc.faults.set_unresponsive(cfg.unresponsive.contains(&i));
+            tasks.push(tokio::spawn(serve(Arc::new(sock), bmc.clone())));
+            bmcs.push(bmc);
+        }
+        Ok(Fleet { bmcs, tasks })
+    }
+
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.bmcs.iter().map(|b| b.addr).collect()
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+async fn serve(sock: Arc<UdpSocket>, bmc: Arc<SimBmc>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!("sim {}: recv error: {e}", bmc.addr);
+                continue;
+            }
+        };
+        if bmc.faults.unresponsive.load(Ordering::Relaxed) || bmc.faults.lose() {
+            continue;
+        }
+        let Some(reply) = bmc.with(|b| b.handle(Instant::now(), &buf[..n])) else {
+            continue;
+        };
+        if bmc.faults.lose() {
+            continue;
+        }
+        let delay = bmc.faults.delay();
+        if delay.is_zero() {
+            let _ = sock.send_to(&reply, peer).await;
+        } else {
+            let sock = sock.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = sock.send_to(&reply, peer).await;
+            });
+        }
+    }
+}
