@@ -2,7 +2,10 @@ use clap::Parser;
 
 fn main() {
     let cli = ironrack::cli::Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ironrack: cannot start the runtime: {e}");

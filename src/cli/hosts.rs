@@ -16,7 +16,9 @@ pub fn expand(spec: &str) -> Result<Vec<String>, String> {
             out.push(format!("{head}{item}{rest}"));
         }
         if out.len() > 1_000_000 {
-            return Err(format!("host range {spec:?} expands to more than a million hosts"));
+            return Err(format!(
+                "host range {spec:?} expands to more than a million hosts"
+            ));
         }
     }
     Ok(out)
@@ -31,14 +33,26 @@ fn find_range(spec: &str) -> Result<Option<Range>, String> {
             return Ok(None);
         };
         let body = &spec[open + 1..close];
-        if !body.is_empty() && body.bytes().all(|b| b.is_ascii_digit() || b == b',' || b == b'-') {
+        if !body.is_empty()
+            && body
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+        {
             let mut items = Vec::new();
             for part in body.split(',') {
                 match part.split_once('-') {
                     Some((a, b)) => {
-                        let width = if a.len() > 1 && a.starts_with('0') { a.len() } else { 0 };
-                        let a: u64 = a.parse().map_err(|_| format!("bad range {body:?} in {spec:?}"))?;
-                        let b: u64 = b.parse().map_err(|_| format!("bad range {body:?} in {spec:?}"))?;
+                        let width = if a.len() > 1 && a.starts_with('0') {
+                            a.len()
+                        } else {
+                            0
+                        };
+                        let a: u64 = a
+                            .parse()
+                            .map_err(|_| format!("bad range {body:?} in {spec:?}"))?;
+                        let b: u64 = b
+                            .parse()
+                            .map_err(|_| format!("bad range {body:?} in {spec:?}"))?;
                         if b < a || b - a > 1_000_000 {
                             return Err(format!("bad range {body:?} in {spec:?}"));
                         }
@@ -59,20 +73,27 @@ pub async fn resolve(spec: &str, default_port: u16) -> Result<SocketAddr, String
     if let Ok(a) = spec.parse::<SocketAddr>() {
         return Ok(a);
     }
-    if let Ok(ip) = spec.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+    if let Ok(ip) = spec
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+    {
         return Ok(SocketAddr::new(ip, default_port));
     }
     let (host, port) = match spec.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') => (
             h.to_string(),
-            p.parse::<u16>().map_err(|_| format!("bad port in {spec:?}"))?,
+            p.parse::<u16>()
+                .map_err(|_| format!("bad port in {spec:?}"))?,
         ),
         _ => (spec.to_string(), default_port),
     };
     let mut addrs = tokio::net::lookup_host((host.as_str(), port))
         .await
         .map_err(|e| format!("cannot resolve {host:?}: {e}"))?;
-    addrs.next().ok_or_else(|| format!("{host:?} has no address"))
+    addrs
+        .next()
+        .ok_or_else(|| format!("{host:?} has no address"))
 }
 
 /// Hosts from a file: one spec per line; blank lines and `#` comments ignored.
@@ -101,7 +122,17 @@ mod tests {
     #[test]
     fn lists_nested_and_padding() {
         let v = expand("node[01-02,7].rack[1-2]").unwrap();
-        assert_eq!(v, ["node01.rack1", "node01.rack2", "node02.rack1", "node02.rack2", "node7.rack1", "node7.rack2"]);
+        assert_eq!(
+            v,
+            [
+                "node01.rack1",
+                "node01.rack2",
+                "node02.rack1",
+                "node02.rack2",
+                "node7.rack1",
+                "node7.rack2"
+            ]
+        );
     }
 
     #[test]
@@ -120,9 +151,18 @@ mod tests {
 
     #[tokio::test]
     async fn resolve_forms() {
-        assert_eq!(resolve("127.0.0.1:9", 623).await.unwrap(), "127.0.0.1:9".parse().unwrap());
-        assert_eq!(resolve("127.0.0.1", 623).await.unwrap(), "127.0.0.1:623".parse().unwrap());
-        assert_eq!(resolve("[::1]:5", 623).await.unwrap(), "[::1]:5".parse().unwrap());
+        assert_eq!(
+            resolve("127.0.0.1:9", 623).await.unwrap(),
+            "127.0.0.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("127.0.0.1", 623).await.unwrap(),
+            "127.0.0.1:623".parse().unwrap()
+        );
+        assert_eq!(
+            resolve("[::1]:5", 623).await.unwrap(),
+            "[::1]:5".parse().unwrap()
+        );
         assert!(resolve("127.0.0.1:notaport", 623).await.is_err());
     }
 }

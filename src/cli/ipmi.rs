@@ -9,7 +9,9 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use crate::ipmi::{BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig};
+use crate::ipmi::{
+    BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig,
+};
 use crate::profiles::Profiles;
 
 #[derive(Args, Debug)]
@@ -136,7 +138,11 @@ fn session_config(a: &IpmiArgs) -> Result<SessionConfig, String> {
     for w in &a.workarounds {
         match w.as_str() {
             "opensesspriv" => cfg.opensesspriv = true,
-            other => return Err(format!("unknown workaround {other:?} (known: opensesspriv)")),
+            other => {
+                return Err(format!(
+                    "unknown workaround {other:?} (known: opensesspriv)"
+                ))
+            }
         }
     }
     if a.env_kg {
@@ -164,7 +170,8 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
         specs.extend(super::hosts::expand(h)?);
     }
     if let Some(f) = &a.hosts_file {
-        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
         specs.extend(super::hosts::from_file(&text)?);
     }
     if specs.is_empty() {
@@ -263,7 +270,9 @@ async fn one_host(
     disable_boot_timeout: bool,
 ) -> Result<Outcome, String> {
     let addr = super::hosts::resolve(spec, port).await?;
-    let client = IpmiClient::new(addr, cfg).await.map_err(|e| e.to_string())?;
+    let client = IpmiClient::new(addr, cfg)
+        .await
+        .map_err(|e| e.to_string())?;
     let r = execute(&client, cmd, disable_boot_timeout).await;
     client.close().await;
     r.map_err(|e| e.to_string())
@@ -306,7 +315,11 @@ async fn execute(
                     text: format!(
                         "{} ({}, {})",
                         device.name(),
-                        if f.persistent { "persistent" } else { "next boot" },
+                        if f.persistent {
+                            "persistent"
+                        } else {
+                            "next boot"
+                        },
                         if f.uefi { "uefi" } else { "bios" }
                     ),
                     json: json!({
@@ -322,8 +335,11 @@ async fn execute(
                 persistent,
                 uefi,
             } => {
-                c.set_boot_flags(BootFlags::new(*device, *persistent, *uefi), disable_boot_timeout)
-                    .await?;
+                c.set_boot_flags(
+                    BootFlags::new(*device, *persistent, *uefi),
+                    disable_boot_timeout,
+                )
+                .await?;
                 Outcome {
                     text: "ok".into(),
                     json: json!({"boot_device": device.name(), "persistent": persistent,
@@ -336,7 +352,12 @@ async fn execute(
             Outcome {
                 text: format!(
                     "device id {} rev {} firmware {} IPMI {} manufacturer {} product {:#06x}",
-                    d.device_id, d.device_revision, d.firmware, d.ipmi_version, d.manufacturer_id, d.product_id
+                    d.device_id,
+                    d.device_revision,
+                    d.firmware,
+                    d.ipmi_version,
+                    d.manufacturer_id,
+                    d.product_id
                 ),
                 json: serde_json::to_value(&d).unwrap_or(Value::Null),
             }

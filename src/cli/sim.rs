@@ -94,7 +94,8 @@ async fn serve(a: SimArgs) -> Result<(), String> {
         .suites
         .iter()
         .map(|id| {
-            CipherSuite::by_id(*id).ok_or_else(|| format!("the simulator offers suites 0, 3 and 17, not {id}"))
+            CipherSuite::by_id(*id)
+                .ok_or_else(|| format!("the simulator offers suites 0, 3 and 17, not {id}"))
         })
         .collect::<Result<_, _>>()?;
     bmc.max_sessions = a.max_sessions.max(1);

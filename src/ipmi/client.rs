@@ -47,7 +47,9 @@ pub struct IpmiClient {
 
 impl std::fmt::Debug for IpmiClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IpmiClient").field("addr", &self.addr).finish()
+        f.debug_struct("IpmiClient")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -131,9 +133,15 @@ impl IpmiClient {
 
     pub async fn device_id(&self) -> Result<DeviceId, IpmiError> {
         let d = self
-            .command("Get Device ID", cmd::NETFN_APP, cmd::CMD_GET_DEVICE_ID, vec![])
+            .command(
+                "Get Device ID",
+                cmd::NETFN_APP,
+                cmd::CMD_GET_DEVICE_ID,
+                vec![],
+            )
             .await?;
-        DeviceId::parse(&d).ok_or_else(|| IpmiError::Protocol("short Get Device ID response".into()))
+        DeviceId::parse(&d)
+            .ok_or_else(|| IpmiError::Protocol("short Get Device ID response".into()))
     }
 
     pub async fn power_state(&self) -> Result<PowerState, IpmiError> {
@@ -175,7 +183,11 @@ impl IpmiClient {
 
     /// Write boot flags (parameter 5). With `disable_timeout`, parameter 3 is
     /// written first so the BMC keeps the flags past its 60-second timeout.
-    pub async fn set_boot_flags(&self, flags: BootFlags, disable_timeout: bool) -> Result<(), IpmiError> {
+    pub async fn set_boot_flags(
+        &self,
+        flags: BootFlags,
+        disable_timeout: bool,
+    ) -> Result<(), IpmiError> {
         if disable_timeout {
             self.command(
                 "Set System Boot Options (parameter 3)",

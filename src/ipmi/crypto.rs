@@ -130,7 +130,9 @@ impl CipherSuite {
     pub fn by_algorithms(auth: u8, integrity: u8, conf: u8) -> Option<CipherSuite> {
         [Self::SUITE_17, Self::SUITE_3, Self::SUITE_0]
             .into_iter()
-            .find(|s| s.auth as u8 == auth && s.integrity as u8 == integrity && s.conf as u8 == conf)
+            .find(|s| {
+                s.auth as u8 == auth && s.integrity as u8 == integrity && s.conf as u8 == conf
+            })
     }
 }
 
@@ -226,7 +228,11 @@ impl RakpParams<'_> {
 
     /// RAKP4 integrity check value, keyed by the SIK and truncated per algorithm.
     pub fn rakp4_icv(&self, alg: AuthAlg, sik: &[u8]) -> Vec<u8> {
-        let mut v = hmac(alg, sik, &[self.rand_m, &self.sid_c.to_le_bytes(), self.guid_c]);
+        let mut v = hmac(
+            alg,
+            sik,
+            &[self.rand_m, &self.sid_c.to_le_bytes(), self.guid_c],
+        );
         v.truncate(alg.icv_len());
         v
     }
@@ -260,18 +266,14 @@ impl Drop for SessionKeys {
 
 impl SessionKeys {
     pub fn derive(suite: CipherSuite, sik: &[u8]) -> SessionKeys {
-        let n = suite.auth.code_len();
-        let k1 = hmac(suite.auth, sik, &[&vec![0x01; n]]);
-        let k2 = hmac(suite.auth, sik, &[&vec![0x02; n]]);
+        // The constants are 20 bytes whatever the hash (IPMI v2.0 section 13.32).
+        let k1 = hmac(suite.auth, sik, &[&[0x01; 20]]);
+        let k2 = hmac(suite.auth, sik, &[&[0x02; 20]]);
         let mut aes_key = [0u8; 16];
         if k2.len() >= 16 {
             aes_key.copy_from_slice(&k2[..16]);
         }
-        SessionKeys {
-            suite,
-            k1,
-            aes_key,
-        }
+        SessionKeys { suite, k1, aes_key }
     }
 
     /// The AuthCode for an outbound packet region (auth type through next header).
@@ -340,13 +342,21 @@ mod tests {
 
     #[test]
     fn hmac_sha1_rfc2202_case2() {
-        let v = hmac(AuthAlg::HmacSha1, b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        let v = hmac(
+            AuthAlg::HmacSha1,
+            b"Jefe",
+            &[b"what do ya want ", b"for nothing?"],
+        );
         assert_eq!(v, hex("effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"));
     }
 
     #[test]
     fn hmac_sha256_rfc4231_case2() {
-        let v = hmac(AuthAlg::HmacSha256, b"Jefe", &[b"what do ya want for nothing?"]);
+        let v = hmac(
+            AuthAlg::HmacSha256,
+            b"Jefe",
+            &[b"what do ya want for nothing?"],
+        );
         assert_eq!(
             v,
             hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")

@@ -208,7 +208,9 @@ impl Rakp1 {
         if ulen > 16 {
             return Err(WireError::Malformed("rakp1 username length"));
         }
-        let username = b.get(28..28 + ulen).ok_or(WireError::Short("rakp1 username"))?;
+        let username = b
+            .get(28..28 + ulen)
+            .ok_or(WireError::Short("rakp1 username"))?;
         Ok(Rakp1 {
             tag: b[0],
             bmc_session_id: le32(&b[4..8]),

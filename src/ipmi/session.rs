@@ -499,7 +499,10 @@ impl ClientSession {
                 self.on_retransmit_timer(now);
             }
         }
-        if matches!(self.state, State::Active) && self.outstanding.is_none() && self.queue.is_empty() {
+        if matches!(self.state, State::Active)
+            && self.outstanding.is_none()
+            && self.queue.is_empty()
+        {
             if let Some(k) = self.cfg.keepalive {
                 if now >= self.last_activity + k {
                     self.stats.keepalives += 1;
@@ -526,7 +529,11 @@ impl ClientSession {
                     req, sessionless, ..
                 } => self.wrap_ipmi(req, *sessionless),
             };
-            tracing::debug!(state = self.state.name(), attempt = o.attempts, "retransmit");
+            tracing::debug!(
+                state = self.state.name(),
+                attempt = o.attempts,
+                "retransmit"
+            );
             self.transmit.push_back(bytes);
             self.outstanding = Some(o);
             return;
@@ -633,7 +640,10 @@ impl ClientSession {
     fn begin_open_session(&mut self, now: Instant, offered: Vec<u8>) {
         let accepted = self.cfg.accepted_suites();
         let candidates: Vec<CipherSuite> = if offered.is_empty() {
-            accepted.iter().filter_map(|id| CipherSuite::by_id(*id)).collect()
+            accepted
+                .iter()
+                .filter_map(|id| CipherSuite::by_id(*id))
+                .collect()
         } else {
             accepted
                 .iter()
@@ -669,7 +679,14 @@ impl ClientSession {
             integrity: suite.integrity as u8,
             conf: suite.conf as u8,
         };
-        let bytes = wire::encode_v20(PayloadType::OpenSessionRequest, 0, 0, &rq.encode(), None, [0; 16]);
+        let bytes = wire::encode_v20(
+            PayloadType::OpenSessionRequest,
+            0,
+            0,
+            &rq.encode(),
+            None,
+            [0; 16],
+        );
         self.state = State::OpenSession {
             candidates,
             offered,
@@ -683,7 +700,11 @@ impl ClientSession {
     }
 
     fn new_request(&mut self, netfn: u8, cmd: u8, data: Vec<u8>) -> IpmiRequest {
-        self.rq_seq = if self.rq_seq >= 63 { 1 } else { self.rq_seq + 1 };
+        self.rq_seq = if self.rq_seq >= 63 {
+            1
+        } else {
+            self.rq_seq + 1
+        };
         IpmiRequest {
             netfn,
             cmd,
@@ -749,7 +770,9 @@ impl ClientSession {
             Err(e) => self.drop_packet(&e.to_string()),
             Ok(Packet::Asf { .. }) => self.drop_packet("ASF packet"),
             Ok(Packet::V15 {
-                session_id, payload, ..
+                session_id,
+                payload,
+                ..
             }) => {
                 if session_id != 0 {
                     self.drop_packet("v1.5 packet inside a session");
@@ -1071,9 +1094,9 @@ impl ClientSession {
         if r4.status != 0 {
             self.outstanding = None;
             let e = match r4.status {
-                0x0f => IpmiError::AuthFailed(
-                    "BMC refused our RAKP3 (wrong password or K_G)".into(),
-                ),
+                0x0f => {
+                    IpmiError::AuthFailed("BMC refused our RAKP3 (wrong password or K_G)".into())
+                }
                 code => IpmiError::SessionRefused {
                     stage: "RAKP 4",
                     code,
@@ -1225,9 +1248,15 @@ mod tests {
     fn garbage_is_dropped_not_fatal() {
         let t0 = Instant::now();
         let mut s =
-            ClientSession::with_rng(SessionConfig::new("a", b"b"), t0, StdRng::seed_from_u64(2)).unwrap();
+            ClientSession::with_rng(SessionConfig::new("a", b"b"), t0, StdRng::seed_from_u64(2))
+                .unwrap();
         s.submit(t0, 0, 1, vec![]);
-        for junk in [&b""[..], b"\x06", b"\x06\x00\xff\x07\x06\x00", &[0xffu8; 64]] {
+        for junk in [
+            &b""[..],
+            b"\x06",
+            b"\x06\x00\xff\x07\x06\x00",
+            &[0xffu8; 64],
+        ] {
             s.handle_input(t0, junk);
         }
         assert!(s.stats().dropped >= 4);

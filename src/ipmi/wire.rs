@@ -140,7 +140,9 @@ fn decode_session(buf: &[u8]) -> Result<Packet<'_>, WireError> {
                 return Err(WireError::Short("v1.5 header"));
             }
             let len = b[9] as usize;
-            let payload = b.get(10..10 + len).ok_or(WireError::Short("v1.5 payload"))?;
+            let payload = b
+                .get(10..10 + len)
+                .ok_or(WireError::Short("v1.5 payload"))?;
             Ok(Packet::V15 {
                 session_seq: u32_le(&b[1..5]),
                 session_id: u32_le(&b[5..9]),
@@ -156,7 +158,9 @@ fn decode_session(buf: &[u8]) -> Result<Packet<'_>, WireError> {
             let payload_type =
                 PayloadType::from_u8(ptype & 0x3f).ok_or(WireError::PayloadType(ptype & 0x3f))?;
             let len = u16::from_le_bytes([b[10], b[11]]) as usize;
-            let payload = b.get(12..12 + len).ok_or(WireError::Short("v2.0 payload"))?;
+            let payload = b
+                .get(12..12 + len)
+                .ok_or(WireError::Short("v2.0 payload"))?;
             Ok(Packet::V20(V20Packet {
                 encrypted: ptype & 0x80 != 0,
                 authenticated: ptype & 0x40 != 0,
@@ -412,7 +416,10 @@ mod tests {
         match decode(&pkt).unwrap() {
             Packet::V15 { payload, .. } => {
                 let rq = IpmiRequest::decode(payload).unwrap();
-                assert_eq!((rq.netfn, rq.cmd, rq.data.as_slice()), (6, 0x38, &[0x8e, 4][..]));
+                assert_eq!(
+                    (rq.netfn, rq.cmd, rq.data.as_slice()),
+                    (6, 0x38, &[0x8e, 4][..])
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -430,8 +437,17 @@ mod tests {
             let keys = SessionKeys::derive(suite, &[0x42; 32]);
             for len in 0..40 {
                 let payload: Vec<u8> = (0..len).map(|i| i as u8).collect();
-                let pkt = encode_v20(PayloadType::Ipmi, 0x11223344, 7, &payload, Some(&keys), [5; 16]);
-                let Packet::V20(p) = decode(&pkt).unwrap() else { panic!("not v2") };
+                let pkt = encode_v20(
+                    PayloadType::Ipmi,
+                    0x11223344,
+                    7,
+                    &payload,
+                    Some(&keys),
+                    [5; 16],
+                );
+                let Packet::V20(p) = decode(&pkt).unwrap() else {
+                    panic!("not v2")
+                };
                 assert!(p.encrypted && p.authenticated);
                 assert_eq!(p.session_id, 0x11223344);
                 assert_eq!(p.session_seq, 7);
@@ -456,7 +472,9 @@ mod tests {
             assert!(!ok, "flip at byte {i} went unnoticed");
         }
         let other = SessionKeys::derive(CipherSuite::SUITE_17, &[0x43; 32]);
-        let Packet::V20(p) = decode(&pkt).unwrap() else { panic!() };
+        let Packet::V20(p) = decode(&pkt).unwrap() else {
+            panic!()
+        };
         assert_eq!(p.open(&other), Err(WireError::Integrity));
     }
 
@@ -495,8 +513,20 @@ mod tests {
     #[test]
     fn asf_ping_pong() {
         let ping = encode_asf(0x80, 9);
-        assert_eq!(decode(&ping).unwrap(), Packet::Asf { message_type: 0x80, tag: 9 });
+        assert_eq!(
+            decode(&ping).unwrap(),
+            Packet::Asf {
+                message_type: 0x80,
+                tag: 9
+            }
+        );
         let pong = encode_asf(0x40, 9);
-        assert_eq!(decode(&pong).unwrap(), Packet::Asf { message_type: 0x40, tag: 9 });
+        assert_eq!(
+            decode(&pong).unwrap(),
+            Packet::Asf {
+                message_type: 0x40,
+                tag: 9
+            }
+        );
     }
 }

@@ -62,8 +62,14 @@ pub enum ProfileError {
 
 /// The profiles shipped in `hw-profiles/`, compiled in.
 const BUILTIN: &[(&str, &str)] = &[
-    ("generic.toml", include_str!("../../hw-profiles/generic.toml")),
-    ("ipmi-sim.toml", include_str!("../../hw-profiles/ipmi-sim.toml")),
+    (
+        "generic.toml",
+        include_str!("../../hw-profiles/generic.toml"),
+    ),
+    (
+        "ipmi-sim.toml",
+        include_str!("../../hw-profiles/ipmi-sim.toml"),
+    ),
 ];
 
 /// A set of profiles by name.
@@ -105,7 +111,8 @@ impl Profiles {
         let Some(dir) = dir else {
             return Ok(set);
         };
-        let rd = std::fs::read_dir(dir).map_err(|e| ProfileError::Io(dir.display().to_string(), e))?;
+        let rd =
+            std::fs::read_dir(dir).map_err(|e| ProfileError::Io(dir.display().to_string(), e))?;
         let mut files: Vec<_> = rd
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -113,8 +120,8 @@ impl Profiles {
             .collect();
         files.sort();
         for f in files {
-            let text =
-                std::fs::read_to_string(&f).map_err(|e| ProfileError::Io(f.display().to_string(), e))?;
+            let text = std::fs::read_to_string(&f)
+                .map_err(|e| ProfileError::Io(f.display().to_string(), e))?;
             let p = parse(&f.display().to_string(), &text)?;
             set.by_name.insert(p.name.clone(), p);
         }
@@ -155,7 +162,11 @@ mod tests {
 
     #[test]
     fn parse_error_names_file_and_line() {
-        let e = parse("bad.toml", "name = \"x\"\n[ipmi]\ncipher_suite = \"three\"\n").unwrap_err();
+        let e = parse(
+            "bad.toml",
+            "name = \"x\"\n[ipmi]\ncipher_suite = \"three\"\n",
+        )
+        .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("bad.toml: line 3"), "{s}");
         let e = parse("typo.toml", "name = \"x\"\n[ipmi]\nopensespriv = true\n").unwrap_err();

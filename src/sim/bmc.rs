@@ -249,7 +249,9 @@ impl Bmc {
                 }
             }
             Ok(Packet::V15 {
-                session_id, payload, ..
+                session_id,
+                payload,
+                ..
             }) => {
                 if session_id != 0 {
                     return self.drop_packet("IPMI v1.5 sessions are not offered");
@@ -302,9 +304,8 @@ impl Bmc {
     }
 
     fn on_v20(&mut self, now: Instant, p: V20Packet<'_>) -> Option<Vec<u8>> {
-        let v20 = |pt: PayloadType, body: Vec<u8>| {
-            Some(wire::encode_v20(pt, 0, 0, &body, None, [0; 16]))
-        };
+        let v20 =
+            |pt: PayloadType, body: Vec<u8>| Some(wire::encode_v20(pt, 0, 0, &body, None, [0; 16]));
         match p.payload_type {
             PayloadType::Ipmi if p.session_id == 0 => {
                 if p.authenticated || p.encrypted {
@@ -581,7 +582,9 @@ impl Bmc {
                 let p = self.cfg.product_id.to_le_bytes();
                 rq.respond(
                     0,
-                    &[0x20, 0x81, 0x01, 0x00, 0x02, 0xbf, m[0], m[1], m[2], p[0], p[1]],
+                    &[
+                        0x20, 0x81, 0x01, 0x00, 0x02, 0xbf, m[0], m[1], m[2], p[0], p[1],
+                    ],
                 )
             }
             (cmd::NETFN_APP, cmd::CMD_GET_CHANNEL_AUTH_CAPS)

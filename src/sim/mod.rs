@@ -36,10 +36,14 @@ impl Faults {
         self.loss_ppm.store(ppm, Ordering::Relaxed);
     }
     pub fn set_latency(&self, base: Duration, jitter: Duration) {
-        self.latency_ms
-            .store(base.as_millis().min(u32::MAX as u128) as u32, Ordering::Relaxed);
-        self.jitter_ms
-            .store(jitter.as_millis().min(u32::MAX as u128) as u32, Ordering::Relaxed);
+        self.latency_ms.store(
+            base.as_millis().min(u32::MAX as u128) as u32,
+            Ordering::Relaxed,
+        );
+        self.jitter_ms.store(
+            jitter.as_millis().min(u32::MAX as u128) as u32,
+            Ordering::Relaxed,
+        );
     }
     pub fn set_unresponsive(&self, v: bool) {
         self.unresponsive.store(v, Ordering::Relaxed);
@@ -122,7 +126,10 @@ impl Fleet {
                 SocketAddr::new(cfg.first.ip(), port)
             };
             let sock = UdpSocket::bind(addr).await.map_err(|e| {
-                std::io::Error::new(e.kind(), format!("binding simulated BMC {i} to {addr}: {e}"))
+                std::io::Error::new(
+                    e.kind(),
+                    format!("binding simulated BMC {i} to {addr}: {e}"),
+                )
             })?;
             let local = sock.local_addr()?;
             let mut bcfg = cfg.bmc.clone();
