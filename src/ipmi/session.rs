@@ -323,6 +323,8 @@ pub struct ClientSession {
     last_command_sent: Option<Instant>,
     close_requested: bool,
     next_id: u64,
+    /// Handshakes restarted since the last success (lost RAKP messages).
+    restarts: u32,
     stats: Stats,
 }
 
@@ -354,6 +356,7 @@ impl ClientSession {
             last_command_sent: None,
             close_requested: false,
             next_id: 1,
+            restarts: 0,
             stats: Stats::default(),
         })
     }
@@ -518,61 +521,64 @@ impl ClientSession {
         let Some(mut o) = self.outstanding.take() else {
             return;
         };
-        if o.attempts < self.cfg.max_attempts {
-            o.attempts += 1;
-            o.rto = (o.rto * 2).min(self.cfg.retransmit_max);
-            o.deadline = now + o.rto;
-            self.stats.retransmits += 1;
-            let bytes = match &o.msg {
-                OutMsg::Raw(b) => b.clone(),
-                OutMsg::Ipmi {
-                    req, sessionless, ..
-                } => self.wrap_ipmi(req, *sessionless),
-            };
-            tracing::debug!(
-                state = self.state.name(),
-                attempt = o.attempts,
-                "retransmit"
-            );
-            self.transmit.push_back(bytes);
-            self.outstanding = Some(o);
-            return;
-        }
-        // The message is lost for good.
         let purpose = match &o.msg {
             OutMsg::Ipmi { purpose, .. } => Some(*purpose),
             OutMsg::Raw(_) => None,
         };
-        match (&self.state, purpose) {
-            (State::CipherSuites { .. }, _) => {
+        let exhausted = o.attempts >= self.cfg.max_attempts;
+        // What a message that went unanswered `max_attempts` times means depends
+        // on what it was. Handshake steps simply keep trying: the deadline of the
+        // commands waiting for the session bounds them (see `handle_timeout`).
+        let give_up = match (&self.state, purpose) {
+            (State::CipherSuites { .. }, _) if exhausted => {
                 // Do not hang on discovery: try our preferred suites directly.
                 tracing::debug!("cipher suite discovery got no answer; trying suites in order");
                 self.begin_open_session(now, Vec::new());
+                true
             }
-            (State::Closing, _) => self.finish_closed(),
-            (State::Active, Some(Purpose::Keepalive)) => {
+            (State::Closing, _) if exhausted => {
+                self.finish_closed();
+                true
+            }
+            (State::Active, Some(Purpose::Keepalive)) if exhausted => {
                 tracing::debug!("keepalive lost; session presumed gone");
                 self.drop_session();
+                true
             }
-            (State::Active, Some(Purpose::User)) => {
+            (State::Active, Some(Purpose::User))
+                if exhausted && self.current.as_ref().is_some_and(|c| !c.reopened) =>
+            {
                 // Maybe the BMC forgot our session: re-open once, then resend.
                 if let Some(mut c) = self.current.take() {
-                    if c.reopened {
-                        self.fail_command(c, IpmiError::Timeout(self.cfg.command_timeout));
-                    } else {
-                        c.reopened = true;
-                        tracing::debug!("command timed out in session; re-opening");
-                        self.queue.push_front(c);
-                    }
+                    c.reopened = true;
+                    tracing::debug!("command unanswered in session; re-opening");
+                    self.queue.push_front(c);
                 }
                 self.drop_session();
+                true
             }
-            _ => {
-                // Handshake step lost: the BMC is unreachable. Fail everything.
-                let timeout = self.cfg.command_timeout;
-                self.fail_all(IpmiError::Timeout(timeout));
-            }
+            _ => false,
+        };
+        if give_up {
+            return;
         }
+        o.attempts += 1;
+        o.rto = (o.rto * 2).min(self.cfg.retransmit_max);
+        o.deadline = now + o.rto;
+        self.stats.retransmits += 1;
+        let bytes = match &o.msg {
+            OutMsg::Raw(b) => b.clone(),
+            OutMsg::Ipmi {
+                req, sessionless, ..
+            } => self.wrap_ipmi(req, *sessionless),
+        };
+        tracing::debug!(
+            state = self.state.name(),
+            attempt = o.attempts,
+            "retransmit"
+        );
+        self.transmit.push_back(bytes);
+        self.outstanding = Some(o);
     }
 
     fn drop_session(&mut self) {
@@ -693,6 +699,27 @@ impl ClientSession {
             tag: self.tag,
         };
         self.send_raw(now, bytes);
+    }
+
+    /// The BMC no longer knows the half-open session (our retransmission crossed
+    /// its answer, or it timed the handshake out): start again from Open Session,
+    /// a few times at most.
+    fn restart_handshake(&mut self, now: Instant, stage: &'static str, code: u8) {
+        if self.restarts < 3 {
+            self.restarts += 1;
+            tracing::debug!(stage, code, "handshake lost its session; restarting");
+            let suite = self.suite_cache.or(self.cfg.cipher_suite);
+            match suite.and_then(CipherSuite::by_id) {
+                Some(s) => self.send_open_session(now, vec![s], vec![]),
+                None => self.begin_open_session(now, Vec::new()),
+            }
+        } else {
+            self.fail_all(IpmiError::SessionRefused {
+                stage,
+                code,
+                name: rakp::status_name(code),
+            });
+        }
     }
 
     fn role_byte(&self) -> u8 {
@@ -1012,6 +1039,9 @@ impl ClientSession {
             return self.drop_packet("RAKP2 with another tag");
         }
         self.outstanding = None;
+        if matches!(r2.status, 0x02 | 0x08) {
+            return self.restart_handshake(now, "RAKP 2", r2.status);
+        }
         if r2.status != 0 {
             let e = match r2.status {
                 0x0d => IpmiError::AuthFailed("BMC does not know this user name".into()),
@@ -1091,6 +1121,10 @@ impl ClientSession {
             return self.drop_packet("RAKP4 with another tag");
         }
         let (suite, bmc_sid) = (*suite, *bmc_sid);
+        if matches!(r4.status, 0x02 | 0x08) {
+            self.outstanding = None;
+            return self.restart_handshake(now, "RAKP 4", r4.status);
+        }
         if r4.status != 0 {
             self.outstanding = None;
             let e = match r4.status {
@@ -1151,6 +1185,7 @@ impl ClientSession {
                     });
                 }
                 self.state = State::Active;
+                self.restarts = 0;
                 self.events.push_back(Event::Established {
                     suite: self.suite_cache.unwrap_or(0),
                     bmc_session_id: self.bmc_sid,

@@ -66,7 +66,7 @@ pub struct BmcStats {
 }
 
 /// The machine behind the BMC.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub on: bool,
     /// A transition that lands at the given instant.
@@ -80,21 +80,6 @@ pub struct Machine {
     pub resets: u64,
     /// Boots observed (power-up, cycle, reset), with the boot flags that were in effect.
     pub boots: Vec<BootFlags>,
-}
-
-impl Default for Machine {
-    fn default() -> Self {
-        Machine {
-            on: false,
-            pending: None,
-            boot_flags: [0; 5],
-            boot_flags_set_at: None,
-            boot_param3: 0,
-            nmi_count: 0,
-            resets: 0,
-            boots: Vec::new(),
-        }
-    }
 }
 
 impl Machine {
@@ -155,6 +140,8 @@ struct RakpState {
 
 struct Active {
     console_sid: u32,
+    /// The RAKP4 we answered with, for a RAKP3 retransmitted after it was lost.
+    rakp4: Rakp4,
     keys: SessionKeys,
     max_privilege: u8,
     privilege: u8,
@@ -448,6 +435,9 @@ impl Bmc {
     fn rakp3(&mut self, now: Instant, r3: Rakp3) -> Option<Rakp4> {
         let sid = r3.bmc_session_id;
         let (console_sid, suite, max_privilege, rakp) = match self.sessions.get_mut(&sid) {
+            Some(Slot::Active(a)) if a.rakp4.tag == r3.tag && a.out_seq == 0 => {
+                return Some(a.rakp4.clone());
+            }
             Some(Slot::Handshake(h)) => match h.rakp.take() {
                 Some(r) => (h.console_sid, h.suite, h.max_privilege, r),
                 None => {
@@ -502,10 +492,17 @@ impl Bmc {
         let sik = Zeroizing::new(params.sik(suite.auth, &kg));
         let icv = params.rakp4_icv(suite.auth, &sik);
         let privilege = (rakp.role & 0x0f).min(Privilege::User as u8);
+        let rakp4 = Rakp4 {
+            tag: r3.tag,
+            status: 0,
+            console_session_id: console_sid,
+            icv,
+        };
         self.sessions.insert(
             sid,
             Slot::Active(Active {
                 console_sid,
+                rakp4: rakp4.clone(),
                 keys: SessionKeys::derive(suite, &sik),
                 max_privilege: (rakp.role & 0x0f).min(max_privilege),
                 privilege,
@@ -515,12 +512,7 @@ impl Bmc {
             }),
         );
         self.stats.sessions_opened += 1;
-        Some(Rakp4 {
-            tag: r3.tag,
-            status: 0,
-            console_session_id: console_sid,
-            icv,
-        })
+        Some(rakp4)
     }
 
     fn in_session(&mut self, now: Instant, p: V20Packet<'_>) -> Option<Vec<u8>> {
