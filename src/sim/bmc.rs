@@ -54,7 +54,10 @@ impl BmcConfig {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct BmcStats {
     pub sessions_opened: u64,
+    /// Established sessions.
     pub sessions_active: usize,
+    /// Sessions between Open Session and RAKP 3.
+    pub handshakes_pending: usize,
     pub sessions_refused: u64,
     pub auth_failures: u64,
     pub commands: u64,
@@ -192,7 +195,12 @@ impl Bmc {
         self.expire(now);
         self.machine.tick(now);
         let mut s = self.stats;
-        s.sessions_active = self.sessions.len();
+        s.sessions_active = self
+            .sessions
+            .values()
+            .filter(|x| matches!(x, Slot::Active(_)))
+            .count();
+        s.handshakes_pending = self.sessions.len() - s.sessions_active;
         s.nmi_count = self.machine.nmi_count;
         s.power_on = self.machine.on;
         s.resets = self.machine.resets;
@@ -212,8 +220,15 @@ impl Bmc {
 
     fn expire(&mut self, now: Instant) {
         let timeout = self.cfg.session_timeout;
-        self.sessions
-            .retain(|_, s| now.duration_since(s.last_seen()) < timeout);
+        // A console that abandons a handshake does not get to keep the slot long.
+        let handshake_timeout = timeout.min(Duration::from_secs(10));
+        self.sessions.retain(|_, s| {
+            let limit = match s {
+                Slot::Handshake(_) => handshake_timeout,
+                Slot::Active(_) => timeout,
+            };
+            now.duration_since(s.last_seen()) < limit
+        });
     }
 
     fn drop_packet(&mut self, why: &str) -> Option<Vec<u8>> {

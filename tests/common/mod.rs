@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests that run real peers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use ironrack::sim::{BmcConfig, Fleet, FleetConfig};
+
+pub const USER: &str = "admin";
+pub const PASSWORD: &str = "ironrack-test-pw";
+
+/// Fail loudly when a peer is missing: CI installs them with scripts/install-peers.sh,
+/// and a test that silently skips proves nothing.
+pub fn require(bin: &str) -> PathBuf {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+    {
+        let p = Path::new(dir).join(bin);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "{bin} is not installed: run scripts/install-peers.sh (tests never skip a missing peer)"
+    );
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Scratch {
+        let p = std::env::temp_dir().join(format!(
+            "ironrack-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Scratch(p)
+    }
+    pub fn file(&self, name: &str, body: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fleet of simulated BMCs on ephemeral loopback ports.
+pub async fn fleet(count: usize, tweak: impl FnOnce(&mut FleetConfig)) -> Fleet {
+    let mut cfg = FleetConfig {
+        first: "127.0.0.1:0".parse().unwrap(),
+        count,
+        bmc: BmcConfig::new(USER, PASSWORD.as_bytes()),
+        loss: 0.0,
+        latency: Duration::ZERO,
+        jitter: Duration::ZERO,
+        unresponsive: vec![],
+    };
+    tweak(&mut cfg);
+    Fleet::start(cfg).await.unwrap()
+}
+
+/// Run a command to completion with a generous bound, off the async threads.
+pub async fn run(cmd: &mut tokio::process::Command) -> Output {
+    cmd.kill_on_drop(true);
+    match tokio::time::timeout(Duration::from_secs(120), cmd.output()).await {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => panic!("cannot run {cmd:?}: {e}"),
+        Err(_) => panic!("{cmd:?} hung for 120 s"),
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The ironrack binary built for these tests.
+pub fn ironrack() -> tokio::process::Command {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_ironrack"))
+}
+
+/// A free UDP port on loopback (bound then released).
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
