@@ -309,22 +309,26 @@ async fn execute(
         }
         IpmiCommand::Bootdev { action } => match action {
             BootdevAction::Get => {
+                // Like Ironic, report the selector whether or not the BMC still
+                // marks the flags valid; `valid` says which.
                 let f = c.boot_flags().await?;
-                let device = if f.valid { f.device } else { BootDevice::None };
+                let device = f.device;
                 Outcome {
                     text: format!(
-                        "{} ({}, {})",
+                        "{} ({}, {}{})",
                         device.name(),
                         if f.persistent {
                             "persistent"
                         } else {
                             "next boot"
                         },
-                        if f.uefi { "uefi" } else { "bios" }
+                        if f.uefi { "uefi" } else { "bios" },
+                        if f.valid { "" } else { ", flags not valid" }
                     ),
                     json: json!({
                         "boot_device": device.name(),
                         "persistent": f.persistent,
+                        "valid": f.valid,
                         "boot_mode": if f.uefi { "uefi" } else { "bios" },
                         "raw": format!("{:#04x}", f.raw_device_byte),
                     }),

@@ -1,0 +1,285 @@
+//! Our IPMI client and CLI against OpenIPMI's `ipmi_sim`, whose power and boot go
+//! through the stateful `chassis_control` fixture. Every effect is checked
+//! independently: in the fixture's state files and through ipmitool.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+struct IpmiSim {
+    child: tokio::process::Child,
+    port: u16,
+    state: PathBuf,
+    pwfile: PathBuf,
+    _dir: Scratch,
+}
+
+impl IpmiSim {
+    async fn start() -> IpmiSim {
+        require("ipmi_sim");
+        let dir = Scratch::new("ipmi-sim");
+        let pwfile = dir.file("pw", PASSWORD);
+        let state = dir.0.join("state");
+        let port = free_udp_port();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let child = tokio::process::Command::new("bash")
+            .arg(root.join("scripts/start-ipmi-sim.sh"))
+            .arg(&state)
+            .arg(port.to_string())
+            .env("IRONRACK_IPMI_SIM_PASSWORD_FILE", &pwfile)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start ipmi_sim");
+        let ready = run(tokio::process::Command::new("python3")
+            .arg(root.join("scripts/ipmi-sim-ready.py"))
+            .arg(port.to_string())
+            .args(["--timeout", "30"]))
+        .await;
+        assert!(
+            ready.status.success(),
+            "ipmi_sim did not come up: {}",
+            text(&ready)
+        );
+        IpmiSim {
+            child,
+            port,
+            state,
+            pwfile,
+            _dir: dir,
+        }
+    }
+
+    fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join(name))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    async fn ironrack(&self, args: &[&str]) -> std::process::Output {
+        run(ironrack()
+            .args([
+                "ipmi",
+                "-H",
+                &format!("127.0.0.1:{}", self.port),
+                "-U",
+                USER,
+                "-f",
+            ])
+            .arg(&self.pwfile)
+            .args(["--profile", "ipmi-sim"])
+            .args(args))
+        .await
+    }
+
+    /// ipmitool's view, as an independent witness.
+    async fn ipmitool(&self, args: &[&str]) -> String {
+        let o = run(tokio::process::Command::new(require("ipmitool"))
+            .args([
+                "-I",
+                "lanplus",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                USER,
+                "-f",
+            ])
+            .arg(&self.pwfile)
+            .args(["-C", "3"])
+            .args(args))
+        .await;
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    async fn wait_state(&self, name: &str, want: &str) {
+        for _ in 0..100 {
+            if self.read(name) == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{name} never became {want:?} (is {:?})", self.read(name));
+    }
+}
+
+impl Drop for IpmiSim {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn power_commands_against_ipmi_sim() {
+    let sim = IpmiSim::start().await;
+    assert_eq!(sim.read("power"), "off");
+
+    let o = sim.ironrack(&["power", "status"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "off");
+
+    let o = sim.ironrack(&["power", "on"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("power", "on").await;
+    assert!(sim
+        .ipmitool(&["chassis", "power", "status"])
+        .await
+        .contains("Chassis Power is on"));
+
+    let o = sim.ironrack(&["--json", "power", "status"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v, serde_json::json!({"power_state": "power on"}));
+
+    let o = sim.ironrack(&["power", "reset"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("reset_count", "1").await;
+
+    let o = sim.ironrack(&["power", "soft"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("shutdown_count", "1").await;
+
+    let o = sim.ironrack(&["power", "off"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("power", "off").await;
+    assert!(sim
+        .ipmitool(&["chassis", "power", "status"])
+        .await
+        .contains("Chassis Power is off"));
+
+    // Power cycle from on: ipmi_sim turns it off, then on again a second later.
+    sim.ironrack(&["power", "on"]).await;
+    sim.wait_state("power", "on").await;
+    let log_before = sim.read("chassis.log").lines().count();
+    let o = sim.ironrack(&["power", "cycle"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    for _ in 0..50 {
+        let log = sim.read("chassis.log");
+        let new: Vec<&str> = log.lines().skip(log_before).collect();
+        if new.iter().any(|l| l.contains("set power 0")) && sim.read("power") == "on" {
+            return nmi_is_rejected_with_its_code(&sim).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "power cycle did not go off and on: {}",
+        sim.read("chassis.log")
+    );
+}
+
+async fn nmi_is_rejected_with_its_code(sim: &IpmiSim) {
+    // ipmi_sim has no diagnostic interrupt: the CLI names the completion code.
+    let o = sim.ironrack(&["power", "nmi"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("BMC rejected Chassis Control: invalid data field in request (0xcc)"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boot_device_against_ipmi_sim() {
+    let sim = IpmiSim::start().await;
+    let o = sim
+        .ironrack(&["bootdev", "set", "pxe", "--persistent", "--uefi"])
+        .await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("boot", "pxe").await;
+    // ipmi_sim keeps only the device selector (through chassis_control); it
+    // drops the valid, persistent and EFI bits, as ipmitool shows too. Those bits
+    // are checked against our simulator instead (tests/sim_with_peers.rs).
+    let witness = sim.ipmitool(&["chassis", "bootparam", "get", "5"]).await;
+    assert!(witness.contains("Force PXE"), "{witness}");
+
+    let o = sim.ironrack(&["--json", "bootdev", "get"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["boot_device"], "pxe");
+    let log = sim.read("chassis.log");
+    assert!(log.contains("set boot pxe"), "{log}");
+
+    let o = sim.ironrack(&["bootdev", "set", "disk"]).await;
+    assert!(o.status.success(), "{}", text(&o));
+    sim.wait_state("boot", "default").await;
+    let o = sim.ironrack(&["--json", "bootdev", "get"]).await;
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["boot_device"], "disk");
+
+    for dev in ["cdrom", "bios"] {
+        let o = sim.ironrack(&["bootdev", "set", dev]).await;
+        assert!(o.status.success(), "{}", text(&o));
+        sim.wait_state("boot", dev).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suite_selection_and_errors_against_ipmi_sim() {
+    let sim = IpmiSim::start().await;
+    // Discovery without the profile's pinned suite: ipmi_sim offers no 17, so 3.
+    let o = run(ironrack()
+        .args([
+            "ipmi",
+            "-H",
+            &format!("127.0.0.1:{}", sim.port),
+            "-U",
+            USER,
+            "-f",
+        ])
+        .arg(&sim.pwfile)
+        .args(["-W", "opensesspriv", "power", "status"]))
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(stdout(&o), "off");
+
+    // Forcing 17 is a clear "no common cipher suite".
+    let o = sim.ironrack(&["-C", "17", "power", "status"]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no common cipher suite"),
+        "{}",
+        text(&o)
+    );
+
+    // A wrong password is an authentication error, quickly, not a hang.
+    let dir = Scratch::new("badpw");
+    let bad = dir.file("pw", "not-the-password");
+    let t = std::time::Instant::now();
+    let o = run(ironrack()
+        .args([
+            "ipmi",
+            "-H",
+            &format!("127.0.0.1:{}", sim.port),
+            "-U",
+            USER,
+            "-f",
+        ])
+        .arg(&bad)
+        .args(["--profile", "ipmi-sim", "power", "status"]))
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("authentication failed"),
+        "{}",
+        text(&o)
+    );
+    assert!(t.elapsed() < Duration::from_secs(5));
+
+    // The session limit is not leaked: many calls in a row all work.
+    for _ in 0..12 {
+        let o = sim.ironrack(&["power", "status"]).await;
+        assert!(o.status.success(), "{}", text(&o));
+    }
+}
