@@ -30,7 +30,7 @@ WORK="$(mktemp -d /tmp/ironrack-capture.XXXXXX)"
 SIM_PID=""
 RELAY_PID=""
 cleanup() {
-    [[ -n "$RELAY_PID" ]] && kill "$RELAY_PID" 2>/dev/null || true
+    if [[ -n "$RELAY_PID" ]]; then kill "$RELAY_PID" 2>/dev/null || true; fi
     if [[ -n "$SIM_PID" ]]; then
         kill "$SIM_PID" 2>/dev/null || true
         wait "$SIM_PID" 2>/dev/null || true
@@ -101,6 +101,7 @@ capture() {
     printf '%-45s rc=%d %s\n' "$name" "$rc" "$(tr '\n' ' ' <"$WORK/client.out")" >&2
 }
 
+umask 022   # vectors are committed, world-readable
 PW="$WORK/pw"
 CONF="$WORK/freeipmi.conf"
 

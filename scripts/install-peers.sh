@@ -114,7 +114,9 @@ smoke_test() {
     "${VENV}/bin/baremetal" --help </dev/null >/dev/null 2>&1 \
         || die "baremetal --help failed"
     log "ipmitool: $(ipmitool -V 2>&1 | head -n1)"
-    log "ipmipower: $( (command -v ipmipower >/dev/null && ipmipower --version || /usr/sbin/ipmipower --version) 2>&1 | head -n1)"
+    local ipmipower_bin
+    ipmipower_bin="$(command -v ipmipower || echo /usr/sbin/ipmipower)"
+    log "ipmipower: $("$ipmipower_bin" --version 2>&1 | head -n1)"
     log "ipmi_sim: $(ipmi_sim -v 2>/dev/null </dev/null | head -n1 || true)"
 }
 

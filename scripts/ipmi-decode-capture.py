@@ -57,7 +57,7 @@ CMDS = {
     (0x00, 0x01): "Get Chassis Status", (0x00, 0x02): "Chassis Control",
     (0x00, 0x04): "Chassis Identify",
     (0x00, 0x08): "Set System Boot Options", (0x00, 0x09): "Get System Boot Options",
-    (0x2c, 0x00): "PICMG/DCMI Get Capabilities (group ext)",
+    (0x2c, 0x00): "Group Extension cmd 00h (PICMG/VSO Get Properties probe)",
     (0x2c, 0x3e): "PICMG Get HPM.x Capabilities",
 }
 

@@ -57,6 +57,22 @@ if [[ -n "$SOL_PORT" ]]; then
     SOL_PORT=$((10#$SOL_PORT))
 fi
 
+# ipmi_sim sets SO_REUSEADDR on its UDP socket, so a second instance on the
+# same port starts "fine" and silently steals the first one's datagrams.
+# Refuse to start if anything is bound there already (a plain bind without
+# SO_REUSEADDR fails with EADDRINUSE in that case).
+if ! python3 - "$UDP_PORT" <<'PYEOF'
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError as e:
+    sys.exit(str(e))
+PYEOF
+then
+    die "UDP port 127.0.0.1:$UDP_PORT is already in use"
+fi
+
 mkdir -p -- "$STATE_DIR_ARG"
 STATE_DIR="$(cd -- "$STATE_DIR_ARG" && pwd -P)"
 CHASSIS_CONTROL="${FIXTURES}/chassis_control"

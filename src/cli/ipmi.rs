@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::ipmi::{
     BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig,
 };
-use crate::profiles::Profiles;
+use crate::profiles::{Profile, Profiles};
 
 #[derive(Args, Debug)]
 pub struct IpmiArgs {
@@ -64,6 +64,10 @@ pub struct IpmiArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Run the command this many times over the same sessions (the first
+    /// sweep opens them, later ones reuse them); prints each sweep's time.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
     #[command(subcommand)]
     pub command: IpmiCommand,
 }
@@ -119,7 +123,7 @@ pub async fn run(a: IpmiArgs) -> i32 {
     }
 }
 
-fn session_config(a: &IpmiArgs) -> Result<SessionConfig, String> {
+fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, String> {
     let password = if a.env_password {
         super::read_secret_env("IPMI_PASSWORD")?
     } else if let Some(f) = &a.password_file {
@@ -127,8 +131,6 @@ fn session_config(a: &IpmiArgs) -> Result<SessionConfig, String> {
     } else {
         return Err("no password: use -E (IPMI_PASSWORD) or -f FILE; passwords are never taken on the command line".into());
     };
-    let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
-    let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
     let mut cfg = SessionConfig::new(&a.user, &password);
     cfg.privilege = a.privilege;
     cfg.cipher_suite = a.cipher_suite.or(profile.ipmi.cipher_suite);
@@ -154,17 +156,19 @@ fn session_config(a: &IpmiArgs) -> Result<SessionConfig, String> {
         return Err("--timeout must be a positive number of seconds".into());
     }
     cfg.command_timeout = Duration::from_secs_f64(a.timeout);
-    cfg.keepalive = None; // one-shot CLI
+    // Sweeps follow each other closely; no keepalive needed between them.
+    cfg.keepalive = None;
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 
+type HostResult = (String, Result<Outcome, String>);
+
 async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
-    let cfg = session_config(&a)?;
-    let disable_boot_timeout = Profiles::load(a.profiles_dir.as_deref())
-        .ok()
-        .and_then(|p| p.get(&a.profile).ok().map(|p| p.ipmi.disable_boot_timeout))
-        .unwrap_or(false);
+    let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
+    let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
+    let cfg = session_config(&a, profile)?;
+    let disable_boot_timeout = profile.ipmi.disable_boot_timeout;
     let mut specs = Vec::new();
     for h in &a.hosts {
         specs.extend(super::hosts::expand(h)?);
@@ -177,47 +181,97 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     if specs.is_empty() {
         return Err("no BMC given: use -H host[:port] or --hosts-file".into());
     }
+    if a.repeat == 0 {
+        return Err("--repeat must be at least 1".into());
+    }
     let fleet = specs.len() > 1;
-    let started = Instant::now();
+
+    // One long-lived client per BMC: with --repeat, later sweeps reuse sessions.
+    let mut clients: Vec<(String, Result<IpmiClient, String>)> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let c = match super::hosts::resolve(&spec, a.port).await {
+            Ok(addr) => IpmiClient::new(addr, cfg.clone())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        clients.push((spec, c));
+    }
+    let clients = Arc::new(clients);
     let sem = Arc::new(Semaphore::new(a.fanout.max(1)));
+    let mut sweeps = Vec::with_capacity(a.repeat);
+    let mut results: Vec<HostResult> = Vec::new();
+    for _ in 0..a.repeat {
+        let started = Instant::now();
+        results = sweep(&clients, &sem, &a.command, disable_boot_timeout, fleet).await;
+        sweeps.push(started.elapsed());
+    }
+    let closing: Vec<_> = clients
+        .iter()
+        .filter_map(|(_, c)| c.as_ref().ok().cloned())
+        .map(|c| tokio::spawn(async move { c.close().await }))
+        .collect();
+    for c in closing {
+        let _ = c.await;
+    }
+    report(&a, fleet, &results, &sweeps);
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// Run the command once on every BMC, at most `fanout` at a time.
+async fn sweep(
+    clients: &Arc<Vec<(String, Result<IpmiClient, String>)>>,
+    sem: &Arc<Semaphore>,
+    cmd: &IpmiCommand,
+    disable_boot_timeout: bool,
+    fleet: bool,
+) -> Vec<HostResult> {
     let bar = (fleet && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(specs.len() as u64);
+        let b = indicatif::ProgressBar::new(clients.len() as u64);
         b.set_style(
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} BMCs {elapsed}")
                 .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
         b
     });
-    let mut tasks = Vec::with_capacity(specs.len());
-    for spec in specs.iter().cloned() {
-        let sem = sem.clone();
-        let cfg = cfg.clone();
-        let cmd = a.command.clone();
-        let port = a.port;
-        let bar = bar.clone();
+    let mut tasks = Vec::with_capacity(clients.len());
+    for i in 0..clients.len() {
+        let (clients, sem, cmd, bar) = (clients.clone(), sem.clone(), cmd.clone(), bar.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let r = one_host(&spec, port, cfg, &cmd, disable_boot_timeout).await;
+            let (spec, client) = &clients[i];
+            let r = match client {
+                Ok(c) => execute(c, &cmd, disable_boot_timeout)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.clone()),
+            };
             if let Some(b) = &bar {
                 b.inc(1);
             }
-            (spec, r)
+            (spec.clone(), r)
         }));
     }
     let mut results = Vec::with_capacity(tasks.len());
-    for t in tasks {
+    for (i, t) in tasks.into_iter().enumerate() {
         match t.await {
             Ok(r) => results.push(r),
-            Err(e) => results.push(("?".into(), Err(format!("task failed: {e}")))),
+            Err(e) => results.push((clients[i].0.clone(), Err(format!("task failed: {e}")))),
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    results
+}
+
+fn report(a: &IpmiArgs, fleet: bool, results: &[HostResult], sweeps: &[Duration]) {
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    let elapsed = started.elapsed();
+    let secs: Vec<f64> = sweeps.iter().map(|d| d.as_secs_f64()).collect();
+    let last = secs.last().copied().unwrap_or(0.0);
     if a.json {
-        let v = if fleet {
+        let v = if fleet || sweeps.len() > 1 {
             let rows: Vec<Value> = results
                 .iter()
                 .map(|(h, r)| match r {
@@ -231,7 +285,7 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
                 })
                 .collect();
             json!({"results": rows, "ok": results.len() - failed, "failed": failed,
-                   "elapsed_s": elapsed.as_secs_f64()})
+                   "elapsed_s": last, "sweeps_s": secs})
         } else {
             match &results[0].1 {
                 Ok(o) => o.json.clone(),
@@ -239,43 +293,32 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
             }
         };
         println!("{v}");
-    } else if fleet {
-        for (h, r) in &results {
-            match r {
-                Ok(o) => println!("{h}: {}", o.text),
-                Err(e) => println!("{h}: error: {e}"),
-            }
-        }
-        println!(
-            "{} hosts: {} ok, {} failed in {:.3} s",
-            results.len(),
-            results.len() - failed,
-            failed,
-            elapsed.as_secs_f64()
-        );
-    } else {
+        return;
+    }
+    if !fleet && sweeps.len() == 1 {
         match &results[0].1 {
             Ok(o) => println!("{}", o.text),
             Err(e) => eprintln!("{}: {e}", results[0].0),
         }
+        return;
     }
-    Ok(if failed > 0 { 1 } else { 0 })
-}
-
-async fn one_host(
-    spec: &str,
-    port: u16,
-    cfg: SessionConfig,
-    cmd: &IpmiCommand,
-    disable_boot_timeout: bool,
-) -> Result<Outcome, String> {
-    let addr = super::hosts::resolve(spec, port).await?;
-    let client = IpmiClient::new(addr, cfg)
-        .await
-        .map_err(|e| e.to_string())?;
-    let r = execute(&client, cmd, disable_boot_timeout).await;
-    client.close().await;
-    r.map_err(|e| e.to_string())
+    for (h, r) in results {
+        match r {
+            Ok(o) => println!("{h}: {}", o.text),
+            Err(e) => println!("{h}: error: {e}"),
+        }
+    }
+    println!(
+        "{} hosts: {} ok, {} failed in {:.3} s",
+        results.len(),
+        results.len() - failed,
+        failed,
+        last
+    );
+    if sweeps.len() > 1 {
+        let list: Vec<String> = secs.iter().map(|s| format!("{s:.3}")).collect();
+        println!("sweeps (s): {}", list.join(" "));
+    }
 }
 
 async fn execute(

@@ -999,6 +999,13 @@ impl ClientSession {
                 rs.auth, rs.integrity, rs.conf, suite.id
             )));
         }
+        // Zero means "not reported" (ipmi_sim echoes the 0 we may have sent).
+        if rs.max_privilege != 0 && rs.max_privilege < self.cfg.privilege as u8 {
+            return self.fail_all(IpmiError::AuthFailed(format!(
+                "BMC grants at most privilege level {} to this session, {:?} was asked for",
+                rs.max_privilege, self.cfg.privilege
+            )));
+        }
         self.bmc_sid = rs.bmc_session_id;
         let mut rand_m = [0u8; 16];
         self.rng.fill_bytes(&mut rand_m);
