@@ -179,8 +179,28 @@ async fn power_commands_against_ipmi_sim() {
 }
 
 async fn nmi_is_rejected_with_its_code(sim: &IpmiSim) {
-    // ipmi_sim has no diagnostic interrupt: the CLI names the completion code.
+    // The ipmi-sim profile knows there is no NMI and refuses locally.
     let o = sim.ironrack(&["power", "nmi"]).await;
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("has no NMI"),
+        "{}",
+        text(&o)
+    );
+    // Without the profile the request reaches ipmi_sim, and the CLI names its
+    // completion code.
+    let o = run(ironrack()
+        .args([
+            "ipmi",
+            "-H",
+            &format!("127.0.0.1:{}", sim.port),
+            "-U",
+            USER,
+            "-f",
+        ])
+        .arg(&sim.pwfile)
+        .args(["-C", "3", "-W", "opensesspriv", "power", "nmi"]))
+    .await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

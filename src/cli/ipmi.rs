@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use crate::ipmi::{
     BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig,
 };
-use crate::profiles::{Profile, Profiles};
+use crate::profiles::{IpmiQuirks, Profile, Profiles};
 
 #[derive(Args, Debug)]
 pub struct IpmiArgs {
@@ -168,7 +168,7 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
     let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
     let cfg = session_config(&a, profile)?;
-    let disable_boot_timeout = profile.ipmi.disable_boot_timeout;
+    let quirks = Arc::new(profile.ipmi.clone());
     let mut specs = Vec::new();
     for h in &a.hosts {
         specs.extend(super::hosts::expand(h)?);
@@ -203,7 +203,7 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let mut results: Vec<HostResult> = Vec::new();
     for _ in 0..a.repeat {
         let started = Instant::now();
-        results = sweep(&clients, &sem, &a.command, disable_boot_timeout, fleet).await;
+        results = sweep(&clients, &sem, &a.command, &quirks, fleet).await;
         sweeps.push(started.elapsed());
     }
     let closing: Vec<_> = clients
@@ -224,7 +224,7 @@ async fn sweep(
     clients: &Arc<Vec<(String, Result<IpmiClient, String>)>>,
     sem: &Arc<Semaphore>,
     cmd: &IpmiCommand,
-    disable_boot_timeout: bool,
+    quirks: &Arc<IpmiQuirks>,
     fleet: bool,
 ) -> Vec<HostResult> {
     let bar = (fleet && std::io::stderr().is_terminal()).then(|| {
@@ -238,13 +238,12 @@ async fn sweep(
     let mut tasks = Vec::with_capacity(clients.len());
     for i in 0..clients.len() {
         let (clients, sem, cmd, bar) = (clients.clone(), sem.clone(), cmd.clone(), bar.clone());
+        let quirks = quirks.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
             let (spec, client) = &clients[i];
             let r = match client {
-                Ok(c) => execute(c, &cmd, disable_boot_timeout)
-                    .await
-                    .map_err(|e| e.to_string()),
+                Ok(c) => execute(c, &cmd, &quirks).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e.clone()),
             };
             if let Some(b) = &bar {
@@ -324,7 +323,7 @@ fn report(a: &IpmiArgs, fleet: bool, results: &[HostResult], sweeps: &[Duration]
 async fn execute(
     c: &IpmiClient,
     cmd: &IpmiCommand,
-    disable_boot_timeout: bool,
+    quirks: &IpmiQuirks,
 ) -> Result<Outcome, IpmiError> {
     Ok(match cmd {
         IpmiCommand::Power { action } => {
@@ -341,6 +340,12 @@ async fn execute(
                 "soft" => ChassisControl::SoftShutdown,
                 "cycle" => ChassisControl::PowerCycle,
                 "reset" => ChassisControl::HardReset,
+                "nmi" if quirks.no_nmi => {
+                    return Err(IpmiError::Config(
+                        "the hardware profile says this BMC has no NMI (diagnostic interrupt)"
+                            .into(),
+                    ))
+                }
                 "nmi" => ChassisControl::DiagnosticInterrupt,
                 other => return Err(IpmiError::Config(format!("unknown power action {other}"))),
             };
@@ -383,8 +388,8 @@ async fn execute(
                 uefi,
             } => {
                 c.set_boot_flags(
-                    BootFlags::new(*device, *persistent, *uefi),
-                    disable_boot_timeout,
+                    boot_flags(*device, *persistent, *uefi, quirks),
+                    quirks.disable_boot_timeout,
                 )
                 .await?;
                 Outcome {
@@ -410,4 +415,13 @@ async fn execute(
             }
         }
     })
+}
+
+/// Boot flags for a request, with the profile's vendor device code for UEFI disk.
+fn boot_flags(device: BootDevice, persistent: bool, uefi: bool, quirks: &IpmiQuirks) -> BootFlags {
+    let mut f = BootFlags::new(device, persistent, uefi);
+    if let (BootDevice::Disk, true, Some(code)) = (device, uefi, quirks.uefi_disk_device_byte) {
+        f.raw_device_byte = code;
+    }
+    f
 }

@@ -27,6 +27,13 @@ pub struct IpmiQuirks {
     /// Minimum gap between two commands, milliseconds.
     #[serde(default)]
     pub min_command_interval_ms: u64,
+    /// The BMC has no diagnostic interrupt: NMI is refused locally.
+    #[serde(default)]
+    pub no_nmi: bool,
+    /// Boot flags device byte to send for "UEFI hard disk" instead of the
+    /// standard selector (Supermicro uses 0x24).
+    #[serde(default)]
+    pub uefi_disk_device_byte: Option<u8>,
 }
 
 /// How a profile is recognised.

@@ -5,6 +5,7 @@
 //! applies faults (loss, latency, unresponsive BMCs).
 
 pub mod bmc;
+pub mod redfish;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};

@@ -1,0 +1,1 @@
+//! The Redfish implementation of the BMC trait (being written).

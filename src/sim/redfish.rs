@@ -1,0 +1,1 @@
+//! The Redfish side of the simulator (being written).
