@@ -21,7 +21,7 @@ trap cleanup EXIT
 printf 'demo-%s' "$RANDOM$RANDOM" >"$WORK/pw"
 chmod 600 "$WORK/pw"
 step() { printf '\n== %s\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() { printf '$ %s\n' "$*" >&2; "$@"; }
 
 step "OpenIPMI ipmi_sim on 127.0.0.1:9623 (power and boot through its chassis_control script)"
 IRONRACK_IPMI_SIM_PASSWORD_FILE="$WORK/pw" bash scripts/start-ipmi-sim.sh "$WORK/ipmi-sim" 9623 \

@@ -412,3 +412,46 @@ fn min_interval_spaces_commands() {
     n.power().unwrap();
     assert!(n.now - t1 >= Duration::from_millis(500));
 }
+
+#[test]
+fn boot_flags_lapse_after_60_s_unless_parameter_3_keeps_them() {
+    let get = |n: &mut Net| {
+        let r = n
+            .cmd(
+                cmd::NETFN_CHASSIS,
+                cmd::CMD_GET_BOOT_OPTIONS,
+                cmd::get_boot_option_request(5),
+            )
+            .unwrap();
+        BootFlags::parse_get_response(&r.data).unwrap()
+    };
+    let set = BootFlags::new(BootDevice::Pxe, false, false).set_request();
+
+    let mut n = Net::new(client(Some(3)), bmc());
+    n.cmd(cmd::NETFN_CHASSIS, cmd::CMD_SET_BOOT_OPTIONS, set.clone())
+        .unwrap();
+    assert!(get(&mut n).valid);
+    n.idle(Duration::from_secs(61));
+    assert!(
+        !get(&mut n).valid,
+        "the BMC cleared the flags after its 60 s timeout"
+    );
+
+    let mut n = Net::new(client(Some(3)), bmc());
+    let r = n
+        .cmd(
+            cmd::NETFN_CHASSIS,
+            cmd::CMD_SET_BOOT_OPTIONS,
+            cmd::disable_boot_flag_timeout_request(),
+        )
+        .unwrap();
+    assert_eq!(r.completion, 0);
+    n.cmd(cmd::NETFN_CHASSIS, cmd::CMD_SET_BOOT_OPTIONS, set)
+        .unwrap();
+    n.idle(Duration::from_secs(61));
+    let f = get(&mut n);
+    assert!(
+        f.valid && f.device == BootDevice::Pxe,
+        "parameter 3 kept them: {f:?}"
+    );
+}

@@ -393,3 +393,74 @@ async fn cli_fleet_mode_lines_summary_json_and_exit_status() {
     assert!(!o.status.success());
     assert!(!String::from_utf8_lossy(&o.stdout).contains(PASSWORD));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_drive_boot_timeout_and_uefi_disk_quirks() {
+    let dir = Scratch::new("profiles");
+    let pw = dir.file("pw", PASSWORD);
+    let pdir = dir.0.join("profiles");
+    std::fs::create_dir_all(&pdir).unwrap();
+    std::fs::write(
+        pdir.join("vendor.toml"),
+        "name = \"vendor-x\"\n[ipmi]\ndisable_boot_timeout = true\nuefi_disk_device_byte = 0x24\n",
+    )
+    .unwrap();
+    let fleet = fleet(2, |_| {}).await;
+    let cli = |port: u16, profile: &str, args: &[&str]| {
+        let mut c = ironrack();
+        c.args(["ipmi", "-H", &format!("127.0.0.1:{port}"), "-U", USER, "-f"])
+            .arg(&pw)
+            .arg("--profiles-dir")
+            .arg(&pdir)
+            .args(["--profile", profile])
+            .args(args);
+        c
+    };
+    let (a, b) = (&fleet.bmcs[0], &fleet.bmcs[1]);
+    let o = run(&mut cli(
+        a.addr.port(),
+        "vendor-x",
+        &["bootdev", "set", "disk", "--uefi"],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        a.with(|m| m.machine.boot_param3),
+        0x08,
+        "parameter 3 written"
+    );
+    assert_eq!(
+        a.with(|m| m.machine.boot_flags[1]),
+        0x24,
+        "vendor UEFI disk code"
+    );
+
+    let o = run(&mut cli(
+        b.addr.port(),
+        "generic",
+        &["bootdev", "set", "disk", "--uefi"],
+    ))
+    .await;
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        b.with(|m| m.machine.boot_param3),
+        0x00,
+        "generic leaves parameter 3 alone"
+    );
+    assert_eq!(
+        b.with(|m| m.machine.boot_flags[1]),
+        0x08,
+        "standard disk selector"
+    );
+
+    // A profile file that does not parse names the file and line.
+    std::fs::write(
+        pdir.join("broken.toml"),
+        "name = \"b\"\n[ipmi]\ncipher_suite = \"x\"\n",
+    )
+    .unwrap();
+    let o = run(&mut cli(a.addr.port(), "generic", &["power", "status"])).await;
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("broken.toml: line 3"), "{}", text(&o));
+}
