@@ -2,6 +2,7 @@ use clap::Parser;
 
 fn main() {
     let cli = ironrack::cli::Cli::parse();
+    ironrack::util::install_crypto_provider();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

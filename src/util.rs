@@ -16,6 +16,12 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// Make ring the process-wide rustls crypto provider (reqwest and the TLS
+/// servers then agree); harmless when called again.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Lower-case hex of a byte slice.
 pub fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

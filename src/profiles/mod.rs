@@ -43,6 +43,27 @@ pub struct Match {
     /// IANA manufacturer ids from Get Device ID.
     #[serde(default)]
     pub ipmi_manufacturer_ids: Vec<u32>,
+    /// Redfish `Manufacturer` values (case-insensitive prefix match).
+    #[serde(default)]
+    pub redfish_manufacturers: Vec<String>,
+    /// Redfish `Model` values (case-insensitive substring); empty = any model.
+    #[serde(default)]
+    pub redfish_models: Vec<String>,
+}
+
+impl Match {
+    fn redfish(&self, manufacturer: &str, model: &str) -> bool {
+        let m = manufacturer.trim().to_ascii_lowercase();
+        let md = model.to_ascii_lowercase();
+        self.redfish_manufacturers
+            .iter()
+            .any(|p| m.starts_with(&p.to_ascii_lowercase()))
+            && (self.redfish_models.is_empty()
+                || self
+                    .redfish_models
+                    .iter()
+                    .any(|p| md.contains(&p.to_ascii_lowercase())))
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -55,6 +76,8 @@ pub struct Profile {
     pub matches: Match,
     #[serde(default)]
     pub ipmi: IpmiQuirks,
+    #[serde(default)]
+    pub redfish: crate::redfish::RedfishQuirks,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,16 +91,24 @@ pub enum ProfileError {
 }
 
 /// The profiles shipped in `hw-profiles/`, compiled in.
-const BUILTIN: &[(&str, &str)] = &[
-    (
-        "generic.toml",
-        include_str!("../../hw-profiles/generic.toml"),
-    ),
-    (
-        "ipmi-sim.toml",
-        include_str!("../../hw-profiles/ipmi-sim.toml"),
-    ),
-];
+macro_rules! builtin {
+    ($($f:literal),* $(,)?) => {
+        &[$(($f, include_str!(concat!("../../hw-profiles/", $f)))),*]
+    };
+}
+
+const BUILTIN: &[(&str, &str)] = builtin!(
+    "generic.toml",
+    "cisco-cimc.toml",
+    "dell-idrac.toml",
+    "hpe-ilo.toml",
+    "ipmi-sim.toml",
+    "ironrack-sim.toml",
+    "lenovo-xcc.toml",
+    "openbmc.toml",
+    "supermicro.toml",
+    "sushy-emulator.toml",
+);
 
 /// A set of profiles by name.
 #[derive(Debug, Clone)]
@@ -149,6 +180,14 @@ impl Profiles {
             .or_else(|| self.by_name.get("generic"))
     }
 
+    /// The profile whose Redfish manufacturer (and model) match, or `generic`.
+    pub fn for_redfish(&self, manufacturer: &str, model: &str) -> Option<&Profile> {
+        self.by_name
+            .values()
+            .find(|p| p.matches.redfish(manufacturer, model))
+            .or_else(|| self.by_name.get("generic"))
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(|s| s.as_str())
     }
@@ -165,6 +204,59 @@ mod tests {
         let sim = p.get("ipmi-sim").unwrap();
         assert!(sim.ipmi.opensesspriv);
         assert_eq!(sim.ipmi.cipher_suite, Some(3));
+    }
+
+    #[test]
+    fn every_required_profile_ships_and_matches() {
+        let p = Profiles::builtin().unwrap();
+        for name in [
+            "generic",
+            "dell-idrac",
+            "hpe-ilo",
+            "supermicro",
+            "lenovo-xcc",
+            "openbmc",
+            "ipmi-sim",
+            "sushy-emulator",
+        ] {
+            assert!(p.get(name).is_ok(), "{name}");
+        }
+        assert_eq!(p.for_ipmi_manufacturer(674).unwrap().name, "dell-idrac");
+        assert_eq!(p.for_ipmi_manufacturer(10876).unwrap().name, "supermicro");
+        assert_eq!(p.for_ipmi_manufacturer(999_999).unwrap().name, "generic");
+        assert_eq!(
+            p.for_redfish("Dell Inc.", "PowerEdge R650").unwrap().name,
+            "dell-idrac"
+        );
+        assert_eq!(
+            p.for_redfish("HPE", "ProLiant DL360 Gen10").unwrap().name,
+            "hpe-ilo"
+        );
+        assert_eq!(
+            p.for_redfish("Supermicro", "X12").unwrap().name,
+            "supermicro"
+        );
+        assert_eq!(p.for_redfish("Acme", "X").unwrap().name, "generic");
+        let smc = p.get("supermicro").unwrap();
+        assert_eq!(smc.ipmi.uefi_disk_device_byte, Some(0x24));
+        assert!(smc.redfish.boot_patch_full_object);
+        let ilo = p.get("hpe-ilo").unwrap();
+        assert_eq!(
+            ilo.redfish
+                .reset_substitutions
+                .get("ForceRestart")
+                .map(String::as_str),
+            Some("PowerCycle")
+        );
+        assert!(p.get("cisco-cimc").unwrap().redfish.content_type_no_charset);
+        assert!(p.get("lenovo-xcc").unwrap().redfish.connection_close);
+        assert!(p
+            .get("dell-idrac")
+            .unwrap()
+            .redfish
+            .retryable_error_ids
+            .iter()
+            .any(|i| i == "SYS029"));
     }
 
     #[test]
