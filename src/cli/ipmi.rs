@@ -1,6 +1,5 @@
 //! `ironrack ipmi`: ipmitool's flags and commands, with fleet mode like ipmipower.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use super::{HostResult, Outcome};
 use crate::ipmi::{
     BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig,
 };
@@ -107,12 +107,6 @@ pub enum BootdevAction {
     },
 }
 
-/// The outcome of one command on one BMC, as text and JSON.
-struct Outcome {
-    text: String,
-    json: Value,
-}
-
 pub async fn run(a: IpmiArgs) -> i32 {
     match run_inner(a).await {
         Ok(code) => code,
@@ -162,8 +156,6 @@ fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, Stri
     Ok(cfg)
 }
 
-type HostResult = (String, Result<Outcome, String>);
-
 async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
     let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
@@ -203,7 +195,17 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let mut results: Vec<HostResult> = Vec::new();
     for _ in 0..a.repeat {
         let started = Instant::now();
-        results = sweep(&clients, &sem, &a.command, &quirks, fleet).await;
+        let (cmd, quirks) = (a.command.clone(), quirks.clone());
+        results = super::sweep(&clients, &sem, fleet, move |clients, i| {
+            let (cmd, quirks) = (cmd.clone(), quirks.clone());
+            async move {
+                match &clients[i].1 {
+                    Ok(c) => execute(c, &cmd, &quirks).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                }
+            }
+        })
+        .await;
         sweeps.push(started.elapsed());
     }
     let closing: Vec<_> = clients
@@ -214,110 +216,9 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     for c in closing {
         let _ = c.await;
     }
-    report(&a, fleet, &results, &sweeps);
+    super::report(a.json, fleet, &results, &sweeps);
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     Ok(if failed > 0 { 1 } else { 0 })
-}
-
-/// Run the command once on every BMC, at most `fanout` at a time.
-async fn sweep(
-    clients: &Arc<Vec<(String, Result<IpmiClient, String>)>>,
-    sem: &Arc<Semaphore>,
-    cmd: &IpmiCommand,
-    quirks: &Arc<IpmiQuirks>,
-    fleet: bool,
-) -> Vec<HostResult> {
-    let bar = (fleet && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(clients.len() as u64);
-        b.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} BMCs {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut tasks = Vec::with_capacity(clients.len());
-    for i in 0..clients.len() {
-        let (clients, sem, cmd, bar) = (clients.clone(), sem.clone(), cmd.clone(), bar.clone());
-        let quirks = quirks.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let (spec, client) = &clients[i];
-            let r = match client {
-                Ok(c) => execute(c, &cmd, &quirks).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.clone()),
-            };
-            if let Some(b) = &bar {
-                b.inc(1);
-            }
-            (spec.clone(), r)
-        }));
-    }
-    let mut results = Vec::with_capacity(tasks.len());
-    for (i, t) in tasks.into_iter().enumerate() {
-        match t.await {
-            Ok(r) => results.push(r),
-            Err(e) => results.push((clients[i].0.clone(), Err(format!("task failed: {e}")))),
-        }
-    }
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    results
-}
-
-fn report(a: &IpmiArgs, fleet: bool, results: &[HostResult], sweeps: &[Duration]) {
-    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    let secs: Vec<f64> = sweeps.iter().map(|d| d.as_secs_f64()).collect();
-    let last = secs.last().copied().unwrap_or(0.0);
-    if a.json {
-        let v = if fleet || sweeps.len() > 1 {
-            let rows: Vec<Value> = results
-                .iter()
-                .map(|(h, r)| match r {
-                    Ok(o) => {
-                        let mut v = o.json.clone();
-                        v["host"] = json!(h);
-                        v["ok"] = json!(true);
-                        v
-                    }
-                    Err(e) => json!({"host": h, "ok": false, "error": e}),
-                })
-                .collect();
-            json!({"results": rows, "ok": results.len() - failed, "failed": failed,
-                   "elapsed_s": last, "sweeps_s": secs})
-        } else {
-            match &results[0].1 {
-                Ok(o) => o.json.clone(),
-                Err(e) => json!({"error": e}),
-            }
-        };
-        println!("{v}");
-        return;
-    }
-    if !fleet && sweeps.len() == 1 {
-        match &results[0].1 {
-            Ok(o) => println!("{}", o.text),
-            Err(e) => eprintln!("{}: {e}", results[0].0),
-        }
-        return;
-    }
-    for (h, r) in results {
-        match r {
-            Ok(o) => println!("{h}: {}", o.text),
-            Err(e) => println!("{h}: error: {e}"),
-        }
-    }
-    println!(
-        "{} hosts: {} ok, {} failed in {:.3} s",
-        results.len(),
-        results.len() - failed,
-        failed,
-        last
-    );
-    if sweeps.len() > 1 {
-        let list: Vec<String> = secs.iter().map(|s| format!("{s:.3}")).collect();
-        println!("sweeps (s): {}", list.join(" "));
-    }
 }
 
 async fn execute(

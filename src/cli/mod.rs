@@ -3,11 +3,15 @@
 
 pub mod hosts;
 pub mod ipmi;
+pub mod redfish;
 pub mod sim;
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
 #[derive(Parser, Debug)]
@@ -24,9 +28,21 @@ pub struct Cli {
 pub enum Command {
     /// Talk to BMCs over IPMI 2.0 (RMCP+), one or a whole fleet.
     Ipmi(ipmi::IpmiArgs),
-    /// Run simulated BMCs (RMCP+ suites 3 and 17) on consecutive UDP ports.
+    /// Talk to a Redfish BMC (or many systems behind one service).
+    Redfish(redfish::RedfishArgs),
+    /// Run simulated BMCs: RMCP+ (suites 3 and 17) on consecutive UDP ports,
+    /// and Redfish systems behind one HTTP(S) endpoint.
     Sim(sim::SimArgs),
 }
+
+/// The outcome of one command on one BMC, as text and JSON.
+pub struct Outcome {
+    pub text: String,
+    pub json: Value,
+}
+
+/// A host (or system) and what happened there.
+pub type HostResult = (String, Result<Outcome, String>);
 
 /// Read a secret from a file: the first line, without its line ending.
 pub fn read_secret_file(path: &PathBuf) -> Result<Zeroizing<Vec<u8>>, String> {
@@ -65,7 +81,116 @@ pub async fn run(cli: Cli) -> i32 {
     init_logging(&cli.log_format);
     match cli.command {
         Command::Ipmi(a) => ipmi::run(a).await,
+        Command::Redfish(a) => redfish::run(a).await,
         Command::Sim(a) => sim::run(a).await,
+    }
+}
+
+/// The clients of a fleet: a name per host or system, and its client or why
+/// there is none.
+pub type Clients<T> = std::sync::Arc<Vec<(String, Result<T, String>)>>;
+
+/// Run `op` once for every client, at most `sem`'s permits at a time, with a
+/// progress bar on a terminal.
+pub async fn sweep<T, F, Fut>(
+    clients: &Clients<T>,
+    sem: &std::sync::Arc<tokio::sync::Semaphore>,
+    fleet: bool,
+    op: F,
+) -> Vec<HostResult>
+where
+    T: Send + Sync + 'static,
+    F: Fn(Clients<T>, usize) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = Result<Outcome, String>> + Send + 'static,
+{
+    use std::io::IsTerminal;
+    let bar = (fleet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(clients.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} BMCs {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut tasks = Vec::with_capacity(clients.len());
+    for i in 0..clients.len() {
+        let (clients, sem, bar, op) = (clients.clone(), sem.clone(), bar.clone(), op.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let name = clients[i].0.clone();
+            let r = op(clients, i).await;
+            if let Some(b) = &bar {
+                b.inc(1);
+            }
+            (name, r)
+        }));
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await {
+            Ok(r) => results.push(r),
+            Err(e) => results.push((clients[i].0.clone(), Err(format!("task failed: {e}")))),
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    results
+}
+
+/// Print the results of a sweep: one line per host and a summary, or JSON.
+pub fn report(json_out: bool, fleet: bool, results: &[HostResult], sweeps: &[Duration]) {
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let secs: Vec<f64> = sweeps.iter().map(|d| d.as_secs_f64()).collect();
+    let last = secs.last().copied().unwrap_or(0.0);
+    if json_out {
+        let v = if fleet || sweeps.len() > 1 {
+            let rows: Vec<Value> = results
+                .iter()
+                .map(|(h, r)| match r {
+                    Ok(o) => {
+                        let mut v = o.json.clone();
+                        v["host"] = json!(h);
+                        v["ok"] = json!(true);
+                        v
+                    }
+                    Err(e) => json!({"host": h, "ok": false, "error": e}),
+                })
+                .collect();
+            json!({"results": rows, "ok": results.len() - failed, "failed": failed,
+                   "elapsed_s": last, "sweeps_s": secs})
+        } else {
+            match &results[0].1 {
+                Ok(o) => o.json.clone(),
+                Err(e) => json!({"error": e}),
+            }
+        };
+        println!("{v}");
+        return;
+    }
+    if !fleet && sweeps.len() == 1 {
+        match &results[0].1 {
+            Ok(o) => println!("{}", o.text),
+            Err(e) => eprintln!("{}: {e}", results[0].0),
+        }
+        return;
+    }
+    for (h, r) in results {
+        match r {
+            Ok(o) => println!("{h}: {}", o.text),
+            Err(e) => println!("{h}: error: {e}"),
+        }
+    }
+    println!(
+        "{} hosts: {} ok, {} failed in {:.3} s",
+        results.len(),
+        results.len() - failed,
+        failed,
+        last
+    );
+    if sweeps.len() > 1 {
+        let list: Vec<String> = secs.iter().map(|s| format!("{s:.3}")).collect();
+        println!("sweeps (s): {}", list.join(" "));
     }
 }
 

@@ -7,16 +7,31 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::ipmi::crypto::CipherSuite;
+use crate::sim::redfish::{RedfishFleet, RedfishFleetConfig};
 use crate::sim::{BmcConfig, Fleet, FleetConfig};
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
-    /// UDP address of the first BMC; BMC i listens on port + i.
-    #[arg(long, default_value = "127.0.0.1:10000")]
-    pub ipmi: SocketAddr,
-    /// Number of BMCs.
+    /// UDP address of the first IPMI BMC; BMC i listens on port + i.
+    /// Default 127.0.0.1:10000 unless only --redfish is given.
+    #[arg(long)]
+    pub ipmi: Option<SocketAddr>,
+    /// HTTP(S) address of the Redfish service (systems sys-0000, sys-0001, ...).
+    #[arg(long)]
+    pub redfish: Option<SocketAddr>,
+    /// Number of BMCs (and of Redfish systems).
     #[arg(long, default_value_t = 1)]
     pub count: usize,
+    /// Serve Redfish over HTTPS with a self-signed certificate (written next to
+    /// the stats file, or printed, as PEM).
+    #[arg(long)]
+    pub tls: bool,
+    /// Fraction of Redfish requests answered 503 (0.1 = 10 %).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_503_rate: f64,
+    /// Put vendor enum values and OEM fields in the Redfish documents.
+    #[arg(long)]
+    pub unknown_enums: bool,
     /// User name every BMC accepts.
     #[arg(long, default_value = "admin")]
     pub user: String,
@@ -68,14 +83,37 @@ pub async fn run(a: SimArgs) -> i32 {
     }
 }
 
-fn write_stats(fleet: &Fleet, path: &PathBuf) {
-    let stats: Vec<_> = fleet
-        .bmcs
-        .iter()
-        .map(|b| serde_json::json!({"addr": b.addr.to_string(), "stats": b.stats()}))
-        .collect();
+fn write_stats(fleet: Option<&Fleet>, redfish: Option<&RedfishFleet>, path: &PathBuf) {
+    let ipmi: Vec<_> = fleet
+        .map(|f| {
+            f.bmcs
+                .iter()
+                .map(|b| serde_json::json!({"addr": b.addr.to_string(), "stats": b.stats()}))
+                .collect()
+        })
+        .unwrap_or_default();
+    let systems: Vec<_> = redfish
+        .map(|r| {
+            r.systems()
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"id": s.id(), "power_on": s.power_on(),
+                        "nmi_count": s.nmi_count(), "requests": s.requests()})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let doc = serde_json::json!({
+        "ipmi": ipmi,
+        "redfish": {
+            "systems": systems,
+            "requests": redfish.map(|r| r.requests()),
+            "sessions_created": redfish.map(|r| r.sessions_created()),
+            "active_sessions": redfish.map(|r| r.active_sessions()),
+        },
+    });
     let tmp = path.with_extension("tmp");
-    let body = serde_json::to_vec_pretty(&stats).unwrap_or_default();
+    let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
     if std::fs::write(&tmp, body).is_ok() {
         let _ = std::fs::rename(&tmp, path);
     }
@@ -105,40 +143,93 @@ async fn serve(a: SimArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.loss) {
         return Err("--loss is a fraction between 0 and 1".into());
     }
-    let fleet = Fleet::start(FleetConfig {
-        first: a.ipmi,
-        count: a.count,
-        bmc,
-        loss: a.loss,
-        latency: Duration::from_millis(a.latency_ms),
-        jitter: Duration::from_millis(a.jitter_ms),
-        unresponsive: a.unresponsive.clone(),
-    })
-    .await
-    .map_err(|e| e.to_string())?;
-    let last = fleet.bmcs.last().map(|b| b.addr.port()).unwrap_or(0);
-    println!(
-        "ironrack sim: {} BMC(s) on {}:{}-{} (suites {:?})",
-        a.count,
-        a.ipmi.ip(),
-        fleet.bmcs.first().map(|b| b.addr.port()).unwrap_or(0),
-        last,
-        a.suites
-    );
+    let ipmi_addr = match (a.ipmi, a.redfish) {
+        (Some(x), _) => Some(x),
+        (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 10000))),
+        (None, Some(_)) => None,
+    };
+    let fleet = match ipmi_addr {
+        None => None,
+        Some(first) => {
+            let fleet = Fleet::start(FleetConfig {
+                first,
+                count: a.count,
+                bmc,
+                loss: a.loss,
+                latency: Duration::from_millis(a.latency_ms),
+                jitter: Duration::from_millis(a.jitter_ms),
+                unresponsive: a.unresponsive.clone(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "ironrack sim: {} IPMI BMC(s) on {}:{}-{} (suites {:?})",
+                a.count,
+                first.ip(),
+                fleet.bmcs.first().map(|b| b.addr.port()).unwrap_or(0),
+                fleet.bmcs.last().map(|b| b.addr.port()).unwrap_or(0),
+                a.suites
+            );
+            Some(fleet)
+        }
+    };
+    let redfish = match a.redfish {
+        None => None,
+        Some(listen) => {
+            let pw = zeroize::Zeroizing::new(
+                String::from_utf8(password.to_vec())
+                    .map_err(|_| "the password is not UTF-8".to_string())?,
+            );
+            let mut cfg = RedfishFleetConfig::new(listen, a.count, &a.user, &pw);
+            cfg.tls = a.tls;
+            cfg.power_delay = Duration::from_millis(a.power_delay_ms);
+            cfg.session_timeout = Duration::from_secs_f64(a.session_timeout.max(0.1));
+            cfg.latency = Duration::from_millis(a.latency_ms);
+            if !(0.0..=1.0).contains(&a.error_503_rate) {
+                return Err("--error-503-rate is a fraction between 0 and 1".into());
+            }
+            cfg.error_503_rate = a.error_503_rate;
+            cfg.allow_nmi = !a.no_nmi;
+            cfg.unknown_enums = a.unknown_enums;
+            let rf = RedfishFleet::start(cfg).await.map_err(|e| e.to_string())?;
+            for i in &a.unresponsive {
+                if let Some(s) = rf.get_system(*i) {
+                    s.set_unresponsive(true);
+                }
+            }
+            println!(
+                "ironrack sim: {} Redfish system(s) at {} (sys-0000 ..)",
+                a.count,
+                rf.base_url()
+            );
+            if let Some(pem) = rf.cert_pem() {
+                match &a.stats_file {
+                    Some(p) => {
+                        let cert = p.with_extension("cert.pem");
+                        std::fs::write(&cert, pem)
+                            .map_err(|e| format!("{}: {e}", cert.display()))?;
+                        println!("ironrack sim: TLS certificate in {}", cert.display());
+                    }
+                    None => println!("{pem}"),
+                }
+            }
+            Some(rf)
+        }
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                if let Some(p) = &a.stats_file { write_stats(&fleet, p) }
+                if let Some(p) = &a.stats_file { write_stats(fleet.as_ref(), redfish.as_ref(), p) }
             }
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
         }
     }
     if let Some(p) = &a.stats_file {
-        write_stats(&fleet, p);
+        write_stats(fleet.as_ref(), redfish.as_ref(), p);
     }
     Ok(())
 }
