@@ -46,12 +46,7 @@ impl IpmiBmc {
         mut cfg: SessionConfig,
         quirks: IpmiQuirks,
     ) -> Result<IpmiBmc, BmcError> {
-        if cfg.cipher_suite.is_none() {
-            cfg.cipher_suite = quirks.cipher_suite;
-        }
-        cfg.allow_suite0 = quirks.allow_suite0;
-        cfg.opensesspriv |= quirks.opensesspriv;
-        cfg.min_interval = Duration::from_millis(quirks.min_command_interval_ms);
+        quirks.apply(&mut cfg);
         let client = IpmiClient::new(addr, cfg).await?;
         Ok(IpmiBmc {
             client,
@@ -92,15 +87,9 @@ impl IpmiBmc {
                 ))
             }
         };
-        let uefi = s.mode == Some(BootMode::Uefi);
-        let mut flags = BootFlags::new(dev, s.persistent, uefi);
-        if let (cmd::BootDevice::Disk, true, Some(code)) =
-            (dev, uefi, self.quirks.uefi_disk_device_byte)
-        {
-            // e.g. Supermicro wants 0x24 for "UEFI hard disk".
-            flags.raw_device_byte = code;
-        }
-        Ok(flags)
+        Ok(self
+            .quirks
+            .boot_flags(dev, s.persistent, s.mode == Some(BootMode::Uefi)))
     }
 }
 
@@ -136,10 +125,7 @@ impl Bmc for IpmiBmc {
     }
 
     async fn power_state(&self) -> Result<PowerState, BmcError> {
-        Ok(match self.client.power_state().await? {
-            cmd::PowerState::On => PowerState::On,
-            cmd::PowerState::Off => PowerState::Off,
-        })
+        Ok(self.client.power_state().await?)
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), BmcError> {

@@ -24,6 +24,14 @@ impl PowerState {
             PowerState::Off => "power off",
         }
     }
+
+    /// ipmitool's short word.
+    pub fn word(self) -> &'static str {
+        match self {
+            PowerState::On => "on",
+            PowerState::Off => "off",
+        }
+    }
 }
 
 /// A power action, named after Ironic's targets.

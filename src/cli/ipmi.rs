@@ -9,9 +9,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::{HostResult, Outcome};
-use crate::ipmi::{
-    BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig,
-};
+use crate::ipmi::{BootDevice, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig};
 use crate::profiles::{IpmiQuirks, Profile, Profiles};
 
 #[derive(Args, Debug)]
@@ -127,10 +125,8 @@ fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, Stri
     };
     let mut cfg = SessionConfig::new(&a.user, &password);
     cfg.privilege = a.privilege;
-    cfg.cipher_suite = a.cipher_suite.or(profile.ipmi.cipher_suite);
-    cfg.allow_suite0 = profile.ipmi.allow_suite0;
-    cfg.opensesspriv = profile.ipmi.opensesspriv;
-    cfg.min_interval = Duration::from_millis(profile.ipmi.min_command_interval_ms);
+    cfg.cipher_suite = a.cipher_suite;
+    profile.ipmi.apply(&mut cfg);
     for w in &a.workarounds {
         match w.as_str() {
             "opensesspriv" => cfg.opensesspriv = true,
@@ -289,7 +285,7 @@ async fn execute(
                 uefi,
             } => {
                 c.set_boot_flags(
-                    boot_flags(*device, *persistent, *uefi, quirks),
+                    quirks.boot_flags(*device, *persistent, *uefi),
                     quirks.disable_boot_timeout,
                 )
                 .await?;
@@ -316,13 +312,4 @@ async fn execute(
             }
         }
     })
-}
-
-/// Boot flags for a request, with the profile's vendor device code for UEFI disk.
-fn boot_flags(device: BootDevice, persistent: bool, uefi: bool, quirks: &IpmiQuirks) -> BootFlags {
-    let mut f = BootFlags::new(device, persistent, uefi);
-    if let (BootDevice::Disk, true, Some(code)) = (device, uefi, quirks.uefi_disk_device_byte) {
-        f.raw_device_byte = code;
-    }
-    f
 }

@@ -274,7 +274,7 @@ async fn execute(b: &RedfishBmc, cmd: &RedfishCommand) -> Result<Outcome, BmcErr
                 "status" => {
                     let s = b.power_state().await?;
                     return Ok(Outcome {
-                        text: s.ironic().trim_start_matches("power ").to_string(),
+                        text: s.word().to_string(),
                         json: json!({"power_state": s.ironic()}),
                     });
                 }

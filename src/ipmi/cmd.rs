@@ -203,29 +203,8 @@ impl DeviceId {
     }
 }
 
-/// Chassis power state as read from Get Chassis Status.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum PowerState {
-    On,
-    Off,
-}
-
-impl PowerState {
-    /// Ironic's state string.
-    pub fn ironic(self) -> &'static str {
-        match self {
-            PowerState::On => "power on",
-            PowerState::Off => "power off",
-        }
-    }
-    /// ipmitool's short word.
-    pub fn word(self) -> &'static str {
-        match self {
-            PowerState::On => "on",
-            PowerState::Off => "off",
-        }
-    }
-}
+/// Chassis power state as read from Get Chassis Status: the BMC layer's type.
+pub use crate::bmc::PowerState;
 
 pub fn parse_chassis_status(d: &[u8]) -> Option<PowerState> {
     let b = d.first()?;

@@ -204,6 +204,7 @@ enum State {
         suite: CipherSuite,
         bmc_sid: u32,
         rand_m: [u8; 16],
+        rand_c: [u8; 16],
         guid_c: [u8; 16],
         sik: Zeroizing<Vec<u8>>,
         tag: u8,
@@ -413,10 +414,8 @@ impl ClientSession {
                 result: Err(IpmiError::Closed),
             });
         }
-        if matches!(self.state, State::Active) && self.outstanding.is_none() {
-            self.start_close(now);
-        } else if matches!(self.state, State::Active) {
-            // Let the in-flight message (a keepalive) go; close when it is done.
+        if matches!(self.state, State::Active) {
+            // An in-flight keepalive is abandoned; Close Session goes next.
             self.outstanding = None;
             self.start_close(now);
         } else {
@@ -1101,6 +1100,7 @@ impl ClientSession {
             suite,
             bmc_sid,
             rand_m,
+            rand_c: r2.bmc_random,
             guid_c: r2.bmc_guid,
             sik,
             tag: self.tag,
@@ -1113,6 +1113,7 @@ impl ClientSession {
             suite,
             bmc_sid,
             rand_m,
+            rand_c,
             guid_c,
             sik,
             tag,
@@ -1146,12 +1147,11 @@ impl ClientSession {
             };
             return self.fail_all(e);
         }
-        let rand_c_unused = [0u8; 16];
         let params = RakpParams {
             sid_m: self.console_sid,
             sid_c: bmc_sid,
             rand_m,
-            rand_c: &rand_c_unused,
+            rand_c,
             guid_c,
             role: self.role_byte(),
             username: &self.cfg.username,

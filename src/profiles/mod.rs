@@ -36,6 +36,35 @@ pub struct IpmiQuirks {
     pub uefi_disk_device_byte: Option<u8>,
 }
 
+impl IpmiQuirks {
+    /// Apply the session-level quirks to a client configuration. An explicit
+    /// cipher suite already in `cfg` wins over the profile's.
+    pub fn apply(&self, cfg: &mut crate::ipmi::SessionConfig) {
+        if cfg.cipher_suite.is_none() {
+            cfg.cipher_suite = self.cipher_suite;
+        }
+        cfg.allow_suite0 = self.allow_suite0;
+        cfg.opensesspriv |= self.opensesspriv;
+        cfg.min_interval = std::time::Duration::from_millis(self.min_command_interval_ms);
+    }
+
+    /// Boot flags for a request, with the vendor's device code for UEFI disk.
+    pub fn boot_flags(
+        &self,
+        device: crate::ipmi::BootDevice,
+        persistent: bool,
+        uefi: bool,
+    ) -> crate::ipmi::BootFlags {
+        let mut f = crate::ipmi::BootFlags::new(device, persistent, uefi);
+        if let (crate::ipmi::BootDevice::Disk, true, Some(code)) =
+            (device, uefi, self.uefi_disk_device_byte)
+        {
+            f.raw_device_byte = code;
+        }
+        f
+    }
+}
+
 /// How a profile is recognised.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
