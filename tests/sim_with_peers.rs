@@ -464,3 +464,28 @@ async fn profiles_drive_boot_timeout_and_uefi_disk_quirks() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("broken.toml: line 3"), "{}", text(&o));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_is_matched_from_the_manufacturer_id() {
+    let dir = Scratch::new("autoprofile");
+    let pw = dir.file("pw", PASSWORD);
+    // A "Supermicro" (IANA 10876) and an unknown vendor.
+    let smc = fleet(1, |c| c.bmc.manufacturer_id = 10876).await;
+    let other = fleet(1, |c| c.bmc.manufacturer_id = 4242).await;
+    for (f, want) in [(&smc, 0x24u8), (&other, 0x08)] {
+        let o = run(ironrack()
+            .args([
+                "ipmi",
+                "-H",
+                &format!("127.0.0.1:{}", f.bmcs[0].addr.port()),
+                "-U",
+                USER,
+                "-f",
+            ])
+            .arg(&pw)
+            .args(["bootdev", "set", "disk", "--uefi"]))
+        .await;
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(f.bmcs[0].with(|b| b.machine.boot_flags[1]), want);
+    }
+}

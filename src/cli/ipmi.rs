@@ -44,9 +44,11 @@ pub struct IpmiArgs {
     /// Read the BMC key K_G from the IPMI_KGKEY environment variable.
     #[arg(short = 'K', conflicts_with = "kg_file")]
     pub env_kg: bool,
-    /// Hardware profile whose quirks apply (see hw-profiles/).
-    #[arg(long, default_value = "generic")]
-    pub profile: String,
+    /// Hardware profile whose quirks apply (see hw-profiles/). Default: session
+    /// set-up as `generic`, and the boot and NMI quirks of the profile matching
+    /// the BMC's manufacturer id (Get Device ID).
+    #[arg(long)]
+    pub profile: Option<String>,
     /// Extra profile directory.
     #[arg(long)]
     pub profiles_dir: Option<PathBuf>,
@@ -154,9 +156,17 @@ fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, Stri
 
 async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let profiles = Profiles::load(a.profiles_dir.as_deref()).map_err(|e| e.to_string())?;
-    let profile = profiles.get(&a.profile).map_err(|e| e.to_string())?;
-    let cfg = session_config(&a, profile)?;
-    let quirks = Arc::new(profile.ipmi.clone());
+    let named = match &a.profile {
+        Some(n) => Some(profiles.get(n).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let session_profile = match named {
+        Some(p) => p,
+        None => profiles.get("generic").map_err(|e| e.to_string())?,
+    };
+    let cfg = session_config(&a, session_profile)?;
+    let quirks = named.map(|p| Arc::new(p.ipmi.clone()));
+    let profiles = Arc::new(profiles);
     let mut specs = Vec::new();
     for h in &a.hosts {
         specs.extend(super::hosts::expand(h)?);
@@ -191,14 +201,21 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     let mut results: Vec<HostResult> = Vec::new();
     for _ in 0..a.repeat {
         let started = Instant::now();
-        let (cmd, quirks) = (a.command.clone(), quirks.clone());
+        let (cmd, quirks, profiles) = (a.command.clone(), quirks.clone(), profiles.clone());
         results = super::sweep(&clients, &sem, fleet, move |clients, i| {
-            let (cmd, quirks) = (cmd.clone(), quirks.clone());
+            let (cmd, quirks, profiles) = (cmd.clone(), quirks.clone(), profiles.clone());
             async move {
-                match &clients[i].1 {
-                    Ok(c) => execute(c, &cmd, &quirks).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.clone()),
-                }
+                let c = match &clients[i].1 {
+                    Ok(c) => c,
+                    Err(e) => return Err(e.clone()),
+                };
+                let quirks = match quirks {
+                    Some(q) => q,
+                    None => matched_quirks(c, &cmd, &profiles)
+                        .await
+                        .map_err(|e| e.to_string())?,
+                };
+                execute(c, &cmd, &quirks).await.map_err(|e| e.to_string())
             }
         })
         .await;
@@ -215,6 +232,38 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
     super::report(a.json, fleet, &results, &sweeps);
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The quirks of the profile matching the BMC's manufacturer id, asked for only
+/// when the command has quirks to honour (boot flags, NMI).
+async fn matched_quirks(
+    c: &IpmiClient,
+    cmd: &IpmiCommand,
+    profiles: &Profiles,
+) -> Result<Arc<IpmiQuirks>, IpmiError> {
+    let needs = match cmd {
+        IpmiCommand::Power { action } => action == "nmi",
+        IpmiCommand::Bootdev { action } => matches!(action, BootdevAction::Set { .. }),
+        IpmiCommand::Mc { .. } => false,
+    };
+    let generic = || {
+        profiles
+            .get("generic")
+            .map(|p| p.ipmi.clone())
+            .unwrap_or_default()
+    };
+    if !needs {
+        return Ok(Arc::new(generic()));
+    }
+    let id = c.device_id().await?.manufacturer_id;
+    let q = profiles
+        .for_ipmi_manufacturer(id)
+        .map(|p| {
+            tracing::debug!(manufacturer_id = id, profile = %p.name, "matched hardware profile");
+            p.ipmi.clone()
+        })
+        .unwrap_or_else(generic);
+    Ok(Arc::new(q))
 }
 
 async fn execute(
