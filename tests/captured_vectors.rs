@@ -40,6 +40,31 @@ fn v20(b: &[u8]) -> wire::V20Packet<'_> {
     }
 }
 
+/// The suite and RAKP fields of a captured handshake, from its four messages.
+fn exchange<'a>(
+    osr: &Option<OpenSessionRequest>,
+    osp: &Option<OpenSessionResponse>,
+    r1: &'a Option<Rakp1>,
+    m2: &'a Rakp2,
+) -> (CipherSuite, RakpParams<'a>) {
+    let (o, s, m1) = (
+        osr.as_ref().unwrap(),
+        osp.as_ref().unwrap(),
+        r1.as_ref().unwrap(),
+    );
+    let suite = CipherSuite::by_algorithms(s.auth, s.integrity, s.conf).unwrap();
+    let params = RakpParams {
+        sid_m: o.console_session_id,
+        sid_c: s.bmc_session_id,
+        rand_m: &m1.console_random,
+        rand_c: &m2.bmc_random,
+        guid_c: &m2.bmc_guid,
+        role: m1.role,
+        username: &m1.username,
+    };
+    (suite, params)
+}
+
 /// Walk a successful suite-3 capture: handshake, keys, in-session traffic.
 fn replay(name: &str) -> Vec<IpmiResponse> {
     let cap = load(name);
@@ -71,21 +96,7 @@ fn replay(name: &str) -> Vec<IpmiResponse> {
                 PayloadType::Rakp1 => r1 = Some(Rakp1::decode(p.payload).unwrap()),
                 PayloadType::Rakp2 => {
                     let m2 = Rakp2::decode(p.payload).unwrap();
-                    let (o, s, m1) = (
-                        osr.as_ref().unwrap(),
-                        osp.as_ref().unwrap(),
-                        r1.as_ref().unwrap(),
-                    );
-                    let suite = CipherSuite::by_algorithms(s.auth, s.integrity, s.conf).unwrap();
-                    let params = RakpParams {
-                        sid_m: o.console_session_id,
-                        sid_c: s.bmc_session_id,
-                        rand_m: &m1.console_random,
-                        rand_c: &m2.bmc_random,
-                        guid_c: &m2.bmc_guid,
-                        role: m1.role,
-                        username: &m1.username,
-                    };
+                    let (suite, params) = exchange(&osr, &osp, &r1, &m2);
                     assert_eq!(
                         params.rakp2_code(suite.auth, &password),
                         m2.auth_code,
@@ -95,22 +106,7 @@ fn replay(name: &str) -> Vec<IpmiResponse> {
                 }
                 PayloadType::Rakp3 => {
                     let m3 = Rakp3::decode(p.payload).unwrap();
-                    let (o, s, m1, m2) = (
-                        osr.as_ref().unwrap(),
-                        osp.as_ref().unwrap(),
-                        r1.as_ref().unwrap(),
-                        r2.as_ref().unwrap(),
-                    );
-                    let suite = CipherSuite::by_algorithms(s.auth, s.integrity, s.conf).unwrap();
-                    let params = RakpParams {
-                        sid_m: o.console_session_id,
-                        sid_c: s.bmc_session_id,
-                        rand_m: &m1.console_random,
-                        rand_c: &m2.bmc_random,
-                        guid_c: &m2.bmc_guid,
-                        role: m1.role,
-                        username: &m1.username,
-                    };
+                    let (suite, params) = exchange(&osr, &osp, &r1, r2.as_ref().unwrap());
                     assert_eq!(
                         params.rakp3_code(suite.auth, &password),
                         m3.auth_code,
