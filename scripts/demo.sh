@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job, as a demo: install the peers, build, start OpenIPMI's ipmi_sim and
-# a 1000-BMC ironrack simulator on loopback, and drive them with ironrack.
+# The main job, as a demo: install the peers, build, start OpenIPMI's ipmi_sim,
+# sushy-emulator and ironrack's IPMI and Redfish simulators on loopback, and drive
+# them all with ironrack.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
@@ -49,6 +50,35 @@ sleep 0.5
 run "${FLEET[@]}" --repeat 3 power status | tail -n 2
 run "$BIN" ipmi -H 127.0.0.1:21007 -U admin -f "$WORK/pw" -C 3 power nmi
 run "$BIN" ipmi -H 127.0.0.1:21007 -U admin -f "$WORK/pw" -C 17 mc info
+
+step "sushy-emulator --fake on 127.0.0.1:8123 (Redfish; power lands 1-11 s later)"
+cat >"$WORK/sushy.conf" <<CONF
+SUSHY_EMULATOR_LISTEN_IP = '127.0.0.1'
+SUSHY_EMULATOR_LISTEN_PORT = 8123
+SUSHY_EMULATOR_STATE_DIR = '$WORK/sushy-state'
+CONF
+sushy-emulator --fake --config "$WORK/sushy.conf" </dev/null >"$WORK/sushy.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8123/redfish/v1/ >/dev/null 2>&1 && break; sleep 0.2; done
+RF=("$BIN" redfish --url http://127.0.0.1:8123 -U admin -f "$WORK/pw")
+run "${RF[@]}" power status
+run "${RF[@]}" power on
+run "${RF[@]}" bootdev set pxe
+run "${RF[@]}" --json bootdev get
+run "${RF[@]}" bootdev supported
+run "${RF[@]}" power nmi || echo "(sushy's fake driver has no NMI)"
+
+step "ironrack sim --redfish: 1000 systems behind 127.0.0.1:8124, with sessions and Nmi"
+"$BIN" sim --redfish 127.0.0.1:8124 --count 1000 --password-file "$WORK/pw" --power-delay-ms 200 \
+    >"$WORK/rfsim.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do curl -fs http://127.0.0.1:8124/redfish/v1/ >/dev/null 2>&1 && break; sleep 0.1; done
+RS=("$BIN" redfish --url http://127.0.0.1:8124 -U admin -f "$WORK/pw")
+run "${RS[@]}" --system sys-0042 power on
+run "${RS[@]}" --system sys-0042 power nmi
+run "${RS[@]}" --system sys-0042 vmedia insert http://127.0.0.1:8080/deploy.iso
+run "${RS[@]}" --system sys-0042 vmedia status
+run "${RS[@]}" --system 'sys-[0000-0999]' --repeat 3 power status | tail -n 2
 
 step "ipmitool as a client of the simulator"
 run ipmitool -I lanplus -H 127.0.0.1 -p 21042 -U admin -f "$WORK/pw" -C 17 chassis power status
