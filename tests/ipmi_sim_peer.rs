@@ -63,17 +63,24 @@ impl IpmiSim {
             .to_string()
     }
 
+    /// `ironrack ipmi` aimed at this ipmi_sim, with the password in `pwfile`.
+    fn cli(&self, pwfile: &Path) -> tokio::process::Command {
+        let mut c = ironrack();
+        c.args([
+            "ipmi",
+            "-H",
+            &format!("127.0.0.1:{}", self.port),
+            "-U",
+            USER,
+            "-f",
+        ])
+        .arg(pwfile);
+        c
+    }
+
     async fn ironrack(&self, args: &[&str]) -> std::process::Output {
-        run(ironrack()
-            .args([
-                "ipmi",
-                "-H",
-                &format!("127.0.0.1:{}", self.port),
-                "-U",
-                USER,
-                "-f",
-            ])
-            .arg(&self.pwfile)
+        run(self
+            .cli(&self.pwfile)
             .args(["--profile", "ipmi-sim"])
             .args(args))
         .await
@@ -189,16 +196,8 @@ async fn nmi_is_rejected_with_its_code(sim: &IpmiSim) {
     );
     // Without the profile the request reaches ipmi_sim, and the CLI names its
     // completion code.
-    let o = run(ironrack()
-        .args([
-            "ipmi",
-            "-H",
-            &format!("127.0.0.1:{}", sim.port),
-            "-U",
-            USER,
-            "-f",
-        ])
-        .arg(&sim.pwfile)
+    let o = run(sim
+        .cli(&sim.pwfile)
         .args(["-C", "3", "-W", "opensesspriv", "power", "nmi"]))
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
@@ -249,16 +248,8 @@ async fn boot_device_against_ipmi_sim() {
 async fn suite_selection_and_errors_against_ipmi_sim() {
     let sim = IpmiSim::start().await;
     // Discovery without the profile's pinned suite: ipmi_sim offers no 17, so 3.
-    let o = run(ironrack()
-        .args([
-            "ipmi",
-            "-H",
-            &format!("127.0.0.1:{}", sim.port),
-            "-U",
-            USER,
-            "-f",
-        ])
-        .arg(&sim.pwfile)
+    let o = run(sim
+        .cli(&sim.pwfile)
         .args(["-W", "opensesspriv", "power", "status"]))
     .await;
     assert!(o.status.success(), "{}", text(&o));
@@ -277,16 +268,8 @@ async fn suite_selection_and_errors_against_ipmi_sim() {
     let dir = Scratch::new("badpw");
     let bad = dir.file("pw", "not-the-password");
     let t = std::time::Instant::now();
-    let o = run(ironrack()
-        .args([
-            "ipmi",
-            "-H",
-            &format!("127.0.0.1:{}", sim.port),
-            "-U",
-            USER,
-            "-f",
-        ])
-        .arg(&bad)
+    let o = run(sim
+        .cli(&bad)
         .args(["--profile", "ipmi-sim", "power", "status"]))
     .await;
     assert_eq!(o.status.code(), Some(1));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
@@ -118,13 +118,7 @@ pub async fn run(a: IpmiArgs) -> i32 {
 }
 
 fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, String> {
-    let password = if a.env_password {
-        super::read_secret_env("IPMI_PASSWORD")?
-    } else if let Some(f) = &a.password_file {
-        super::read_secret_file(f)?
-    } else {
-        return Err("no password: use -E (IPMI_PASSWORD) or -f FILE; passwords are never taken on the command line".into());
-    };
+    let password = super::read_password(a.env_password, "IPMI_PASSWORD", a.password_file.as_ref())?;
     let mut cfg = SessionConfig::new(&a.user, &password);
     cfg.privilege = a.privilege;
     cfg.cipher_suite = a.cipher_suite;
@@ -144,10 +138,7 @@ fn session_config(a: &IpmiArgs, profile: &Profile) -> Result<SessionConfig, Stri
     } else if let Some(f) = &a.kg_file {
         cfg.kg = Some(super::read_secret_file(f)?);
     }
-    if !(a.timeout > 0.0 && a.timeout < 86_400.0) {
-        return Err("--timeout must be a positive number of seconds".into());
-    }
-    cfg.command_timeout = Duration::from_secs_f64(a.timeout);
+    cfg.command_timeout = super::parse_timeout(a.timeout)?;
     // Sweeps follow each other closely; no keepalive needed between them.
     cfg.keepalive = None;
     cfg.validate().map_err(|e| e.to_string())?;

@@ -64,6 +64,29 @@ pub fn read_secret_env(var: &str) -> Result<Zeroizing<Vec<u8>>, String> {
     }
 }
 
+/// The password from `$var` (with `-E`) or a file (`-f`); never from argv.
+pub fn read_password(
+    env: bool,
+    var: &str,
+    file: Option<&PathBuf>,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    match (env, file) {
+        (true, _) => read_secret_env(var),
+        (false, Some(f)) => read_secret_file(f),
+        (false, None) => Err(format!(
+            "no password: use -E ({var}) or -f FILE; passwords are never taken on the command line"
+        )),
+    }
+}
+
+/// A `--timeout` in seconds: positive and under a day.
+pub fn parse_timeout(secs: f64) -> Result<Duration, String> {
+    if !(secs > 0.0 && secs < 86_400.0) {
+        return Err("--timeout must be a positive number of seconds".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 pub fn init_logging(format: &str) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -123,25 +123,14 @@ pub async fn run(a: RedfishArgs) -> i32 {
 }
 
 fn base_config(a: &RedfishArgs) -> Result<RedfishConfig, String> {
-    let password = if a.env_password {
-        super::read_secret_env("REDFISH_PASSWORD")?
-    } else if let Some(f) = &a.password_file {
-        super::read_secret_file(f)?
-    } else {
-        return Err(
-            "no password: use -E (REDFISH_PASSWORD) or -f FILE; passwords are never taken on the command line"
-                .into(),
-        );
-    };
+    let password =
+        super::read_password(a.env_password, "REDFISH_PASSWORD", a.password_file.as_ref())?;
     let password = String::from_utf8(password.to_vec())
         .map_err(|_| "the password is not UTF-8".to_string())?;
     let mut cfg = RedfishConfig::new(a.url.clone(), a.user.clone(), password);
     cfg.verify_tls = !a.insecure;
     cfg.ca_bundle = a.ca_bundle.clone();
-    if !(a.timeout > 0.0 && a.timeout < 86_400.0) {
-        return Err("--timeout must be a positive number of seconds".into());
-    }
-    cfg.request_timeout = Duration::from_secs_f64(a.timeout);
+    cfg.request_timeout = super::parse_timeout(a.timeout)?;
     cfg.operation_timeout = cfg.request_timeout * 6;
     Ok(cfg)
 }
