@@ -1,12 +1,20 @@
 //! ironrack: a rack-local bare-metal agent.
 //!
-//! One room per concern: `ipmi` (wire codec, session), `sim` (the BMC fleet
-//! simulator), `profiles` (hardware quirks), and the CLI glue in `cli`.
+//! One room per concern: `ipmi` (wire codec, session), `redfish`, `bmc` (the
+//! trait both implement), `profiles` (hardware quirks), `store` (inventory),
+//! `conductor` (locks, workers, power sync), `api` (Ironic-compatible REST),
+//! `driver` (the Nova-side mapping), `sim` (the BMC fleet simulator), and the
+//! CLI glue in `cli`.
 
+pub mod api;
 pub mod bmc;
 pub mod cli;
+pub mod conductor;
+pub mod config;
+pub mod driver;
 pub mod ipmi;
 pub mod profiles;
 pub mod redfish;
 pub mod sim;
+pub mod store;
 pub mod util;

@@ -1,0 +1,1 @@
+//! The Ironic-compatible REST API (to be written).

@@ -1,0 +1,326 @@
+//! `ironrack serve --config FILE`: the agent's TOML configuration. Every key
+//! has a default, so an empty file (or no file) is a working configuration.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub api: ApiConfig,
+    pub store: StoreConfig,
+    pub conductor: ConductorConfig,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    Noauth,
+    HttpBasic,
+}
+
+/// One address or a list of them.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Listen {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    pub listen: Listen,
+    pub auth: AuthMode,
+    /// bcrypt htpasswd file, as Ironic's `[json_rpc]`/`[DEFAULT] http_basic_auth_user_file`.
+    pub htpasswd: Option<PathBuf>,
+    /// The URL clients (and deploy ramdisks) use to reach the API; derived
+    /// from the first listen address when unset.
+    pub public_url: Option<String>,
+    /// Most items a list returns per page (Ironic's `[api] max_limit`).
+    pub max_limit: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: Listen::One("127.0.0.1:6385".into()),
+            auth: AuthMode::Noauth,
+            htpasswd: None,
+            public_url: None,
+            max_limit: 1000,
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, String> {
+        let list = match &self.listen {
+            Listen::One(s) => vec![s.clone()],
+            Listen::Many(v) => v.clone(),
+        };
+        if list.is_empty() {
+            return Err("[api] listen names no address".into());
+        }
+        list.iter()
+            .map(|s| {
+                s.parse::<SocketAddr>()
+                    .map_err(|e| format!("[api] listen: {s:?} is not an IP:port address: {e}"))
+            })
+            .collect()
+    }
+
+    /// Refuse configurations that would expose an unauthenticated API.
+    pub fn check(&self) -> Result<Vec<SocketAddr>, String> {
+        let addrs = self.listen_addrs()?;
+        match self.auth {
+            AuthMode::Noauth => {
+                if let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback()) {
+                    return Err(format!(
+                        "refusing to start: auth = \"noauth\" but [api] listen includes {a}, \
+                         which is not a loopback address; use auth = \"http_basic\" with an \
+                         htpasswd file, or listen on 127.0.0.1 / ::1 only"
+                    ));
+                }
+            }
+            AuthMode::HttpBasic => {
+                if self.htpasswd.is_none() {
+                    return Err(
+                        "auth = \"http_basic\" needs [api] htpasswd = \"PATH\" (a bcrypt htpasswd file)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Ok(addrs)
+    }
+
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(u) => u.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+}
+
+impl Default for AuthMode {
+    fn default() -> Self {
+        AuthMode::Noauth
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database (WAL mode).
+    pub path: PathBuf,
+    /// The AEAD key for secrets at rest; created with mode 0600 on first
+    /// start. Defaults to `<path>.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("ironrack.db"),
+            key_file: None,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn key_path(&self) -> PathBuf {
+        match &self.key_file {
+            Some(p) => p.clone(),
+            None => {
+                let mut s = self.path.as_os_str().to_owned();
+                s.push(".key");
+                PathBuf::from(s)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConductorConfig {
+    /// Worker pool size for asynchronous actions (power changes).
+    pub workers: usize,
+    /// Seconds between power sync sweeps; 0 disables the loop.
+    pub sync_power_state_interval: f64,
+    /// BMCs queried at once during a sweep.
+    pub sync_power_state_workers: usize,
+    /// Failed syncs in a row before a node goes to maintenance.
+    pub power_state_sync_max_retries: u32,
+    /// Default bound, seconds, for a power change to land.
+    pub power_state_change_timeout: f64,
+    /// Default bound, seconds, for a soft power off (or the off half of a soft reboot).
+    pub soft_power_off_timeout: f64,
+    /// Seconds between attempts to recover nodes in "power failure"; 0 disables.
+    pub power_failure_recovery_interval: f64,
+    /// When the hardware disagrees with the database, make the hardware follow
+    /// the database (Ironic's `force_power_state_during_sync`).
+    pub force_power_state_during_sync: bool,
+    /// Bound, seconds, on one BMC request (IPMI command or Redfish call).
+    pub bmc_timeout: f64,
+    /// Interval, seconds, between power state polls while a change lands.
+    pub power_poll_interval: f64,
+    /// Extra hw-profiles (TOML files) on top of the built-in ones.
+    pub hw_profiles_dir: Option<PathBuf>,
+}
+
+impl Default for ConductorConfig {
+    fn default() -> Self {
+        ConductorConfig {
+            workers: 100,
+            sync_power_state_interval: 60.0,
+            sync_power_state_workers: 64,
+            power_state_sync_max_retries: 3,
+            power_state_change_timeout: 60.0,
+            soft_power_off_timeout: 600.0,
+            power_failure_recovery_interval: 300.0,
+            force_power_state_during_sync: false,
+            bmc_timeout: 5.0,
+            power_poll_interval: 1.0,
+            hw_profiles_dir: None,
+        }
+    }
+}
+
+/// Seconds from the config as a Duration; `None` for 0 (disabled) or nonsense.
+pub fn secs(v: f64) -> Option<Duration> {
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Some(Duration::from_secs_f64(v))
+    } else {
+        None
+    }
+}
+
+impl Config {
+    pub fn parse(text: &str) -> Result<Config, String> {
+        let cfg: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let c = &self.conductor;
+        if c.workers == 0 {
+            return Err("[conductor] workers must be at least 1".into());
+        }
+        if c.sync_power_state_workers == 0 {
+            return Err("[conductor] sync_power_state_workers must be at least 1".into());
+        }
+        for (name, v) in [
+            ("power_state_change_timeout", c.power_state_change_timeout),
+            ("soft_power_off_timeout", c.soft_power_off_timeout),
+            ("bmc_timeout", c.bmc_timeout),
+            ("power_poll_interval", c.power_poll_interval),
+        ] {
+            if secs(v).is_none() {
+                return Err(format!(
+                    "[conductor] {name} must be a positive number of seconds"
+                ));
+            }
+        }
+        for (name, v) in [
+            ("sync_power_state_interval", c.sync_power_state_interval),
+            (
+                "power_failure_recovery_interval",
+                c.power_failure_recovery_interval,
+            ),
+        ] {
+            if !(v.is_finite() && (0.0..1e9).contains(&v)) {
+                return Err(format!(
+                    "[conductor] {name} must be 0 (off) or a positive number of seconds"
+                ));
+            }
+        }
+        if self.api.max_limit == 0 {
+            return Err("[api] max_limit must be at least 1".into());
+        }
+        self.api.listen_addrs()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_complete() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(c.conductor.workers, 100);
+        assert_eq!(c.conductor.sync_power_state_workers, 64);
+        assert_eq!(c.api.auth, AuthMode::Noauth);
+        assert_eq!(
+            c.api.check().unwrap(),
+            vec!["127.0.0.1:6385".parse().unwrap()]
+        );
+        assert_eq!(c.store.key_path(), PathBuf::from("ironrack.db.key"));
+    }
+
+    #[test]
+    fn issue_example_parses() {
+        let c = Config::parse(
+            r#"
+            [api]
+            listen = "127.0.0.1:6385"
+            auth = "http_basic"
+            htpasswd = "/etc/ironrack/htpasswd"
+            [store]
+            path = "/var/lib/ironrack/ironrack.db"
+            [conductor]
+            workers = 100
+            sync_power_state_interval = 60
+            sync_power_state_workers = 64
+            power_state_sync_max_retries = 3
+            power_state_change_timeout = 60
+            soft_power_off_timeout = 600
+            power_failure_recovery_interval = 300
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.api.auth, AuthMode::HttpBasic);
+        assert_eq!(c.conductor.soft_power_off_timeout, 600.0);
+        assert!(c.api.check().is_ok());
+    }
+
+    #[test]
+    fn noauth_off_loopback_is_refused() {
+        let c = Config::parse("[api]\nlisten = [\"127.0.0.1:1\", \"0.0.0.0:6385\"]\n").unwrap();
+        let e = c.api.check().unwrap_err();
+        assert!(e.contains("0.0.0.0:6385") && e.contains("noauth"), "{e}");
+        let c = Config::parse("[api]\nlisten = \"[::1]:6385\"\n").unwrap();
+        assert!(c.api.check().is_ok());
+    }
+
+    #[test]
+    fn bad_configs_are_clear_errors() {
+        assert!(Config::parse("[api]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .contains("nowhere"));
+        assert!(Config::parse("[conductor]\nworkers = 0\n")
+            .unwrap_err()
+            .contains("workers"));
+        assert!(Config::parse("[conductor]\nbogus = 1\n")
+            .unwrap_err()
+            .contains("bogus"));
+        assert!(Config::parse("[api]\nauth = \"http_basic\"\n")
+            .unwrap()
+            .api
+            .check()
+            .unwrap_err()
+            .contains("htpasswd"));
+    }
+}

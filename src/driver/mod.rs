@@ -1,0 +1,1 @@
+//! The Nova-side driver layer (to be written).
