@@ -2,7 +2,7 @@
 # Install the peer tools ironrack's integration tests talk to.
 #
 #   * Debian packages: openipmi (ipmi_sim), ipmitool, freeipmi-tools
-#     (ipmipower), socat, tcpdump, python3-venv
+#     (ipmipower), socat, tcpdump, python3-venv, apache2-utils (htpasswd -B)
 #   * a Python venv at <repo>/.venv with scripts/requirements.txt
 #     (sushy-tools -> sushy-emulator, python-ironicclient -> baremetal,
 #     openstacksdk)
@@ -22,9 +22,9 @@ REQUIREMENTS="${REPO_ROOT}/scripts/requirements.txt"
 VENV="${IRONRACK_VENV:-${REPO_ROOT}/.venv}"
 PYTHON="${IRONRACK_PYTHON:-python3}"
 
-APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv)
+APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils)
 # binary -> package, used to decide whether apt can be skipped
-REQUIRED_BINARIES=(ipmi_sim ipmitool ipmipower socat tcpdump)
+REQUIRED_BINARIES=(ipmi_sim ipmitool ipmipower socat tcpdump htpasswd)
 
 log() { printf '[install-peers] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }

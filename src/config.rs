@@ -15,9 +15,10 @@ pub struct Config {
     pub conductor: ConductorConfig,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuthMode {
+    #[default]
     Noauth,
     HttpBasic,
 }
@@ -103,12 +104,6 @@ impl ApiConfig {
             Some(u) => u.trim_end_matches('/').to_string(),
             None => format!("http://{bound}"),
         }
-    }
-}
-
-impl Default for AuthMode {
-    fn default() -> Self {
-        AuthMode::Noauth
     }
 }
 

@@ -123,8 +123,8 @@ impl SecretBox {
             return Err(crypto_err(&format!("{field}: sealed value is too short")));
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce)
-            .map_err(|_| crypto_err("bad nonce length"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| crypto_err("bad nonce length"))?;
         let mut buf = Zeroizing::new(ct.to_vec());
         let plain = self
             .key

@@ -266,7 +266,10 @@ mod tests {
             normalize_mac("52-54-00-ab-cd-01").unwrap(),
             "52:54:00:ab:cd:01"
         );
-        assert_eq!(normalize_mac("5254.00ab.cd01").unwrap(), "52:54:00:ab:cd:01");
+        assert_eq!(
+            normalize_mac("5254.00ab.cd01").unwrap(),
+            "52:54:00:ab:cd:01"
+        );
         assert_eq!(normalize_mac("525400abcd01").unwrap(), "52:54:00:ab:cd:01");
         for bad in [
             "",
