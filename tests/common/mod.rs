@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests that run real peers.
 #![allow(dead_code)]
 
+pub mod ipmi_sim;
+pub mod sushy;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
