@@ -129,6 +129,12 @@ impl Bmc for IpmiBmc {
     }
 
     async fn set_power(&self, action: PowerAction) -> Result<(), BmcError> {
+        if action.is_soft() && self.quirks.no_soft_power {
+            return Err(BmcError::Unsupported(format!(
+                "{}: this BMC's profile says it has no soft (ACPI) shutdown",
+                action.name()
+            )));
+        }
         let ctl = match action {
             PowerAction::On => ChassisControl::PowerUp,
             PowerAction::Off => ChassisControl::PowerDown,
@@ -151,6 +157,13 @@ impl Bmc for IpmiBmc {
         };
         self.client.chassis_control(ctl).await?;
         Ok(())
+    }
+
+    async fn supported_power_actions(&self) -> Result<Vec<PowerAction>, BmcError> {
+        Ok(PowerAction::ALL
+            .into_iter()
+            .filter(|a| !(a.is_soft() && self.quirks.no_soft_power))
+            .collect())
     }
 
     async fn inject_nmi(&self) -> Result<(), BmcError> {

@@ -58,6 +58,22 @@ impl PowerAction {
         }
     }
 
+    /// Every action, in a stable order.
+    pub const ALL: [PowerAction; 6] = [
+        PowerAction::On,
+        PowerAction::Off,
+        PowerAction::SoftOff,
+        PowerAction::Reboot,
+        PowerAction::SoftReboot,
+        PowerAction::Cycle,
+    ];
+
+    /// True for the actions that ask the operating system to shut down
+    /// (ACPI soft off): soft power off and soft reboot.
+    pub fn is_soft(self) -> bool {
+        matches!(self, PowerAction::SoftOff | PowerAction::SoftReboot)
+    }
+
     /// The state the machine ends in once the action is complete.
     pub fn target(self) -> PowerState {
         match self {
@@ -173,6 +189,11 @@ pub trait Bmc: Send + Sync {
     /// Start a power action. Completion is observed through `power_state`;
     /// compound actions (a soft reboot over IPMI) may wait internally.
     async fn set_power(&self, action: PowerAction) -> Result<(), BmcError>;
+    /// The power actions this BMC can carry out (Ironic's
+    /// `get_supported_power_states`). The default claims every action.
+    async fn supported_power_actions(&self) -> Result<Vec<PowerAction>, BmcError> {
+        Ok(PowerAction::ALL.to_vec())
+    }
     async fn inject_nmi(&self) -> Result<(), BmcError>;
     async fn boot_device(&self) -> Result<BootSetting, BmcError>;
     async fn set_boot_device(&self, setting: BootSetting) -> Result<(), BmcError>;

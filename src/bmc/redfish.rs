@@ -169,6 +169,14 @@ impl RedfishBmc {
         )))
     }
 
+    /// The power actions some plan of which `info` allows.
+    fn supported(&self, info: &ResetInfo) -> Vec<PowerAction> {
+        PowerAction::ALL
+            .into_iter()
+            .filter(|a| self.choose(a.name(), &candidates(*a), info).is_ok())
+            .collect()
+    }
+
     async fn run(
         &self,
         action: &str,
@@ -237,6 +245,19 @@ impl Bmc for RedfishBmc {
             _ => None,
         };
         self.run(action.name(), &candidates(action), skip_if).await
+    }
+
+    /// The actions the system's Reset action allows (after the profile's
+    /// substitutions); everything when it lists no allowable values, nothing
+    /// when the system has no Reset action.
+    async fn supported_power_actions(&self) -> Result<Vec<PowerAction>, BmcError> {
+        let (system, _) = self.client.system().await?;
+        let info = match self.client.reset_info(&system).await {
+            Ok(info) => info,
+            Err(BmcError::Unsupported(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        Ok(self.supported(&info))
     }
 
     async fn inject_nmi(&self) -> Result<(), BmcError> {
@@ -393,6 +414,34 @@ mod tests {
         assert!(
             matches!(&err, BmcError::Unsupported(m) if m.contains("ForceOff") && m.contains("FancyOEMReset")),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn supported_actions_follow_allowable_values() {
+        let b = bmc(&[]);
+        assert_eq!(b.supported(&info(None)), PowerAction::ALL.to_vec());
+        let no_graceful = info(Some(&["On", "ForceOff", "ForceRestart", "PowerCycle"]));
+        assert_eq!(
+            b.supported(&no_graceful),
+            vec![
+                PowerAction::On,
+                PowerAction::Off,
+                PowerAction::Reboot,
+                PowerAction::Cycle
+            ]
+        );
+        // Reboot and cycle through ForceOff + On.
+        let minimal = info(Some(&["On", "ForceOff", "GracefulShutdown"]));
+        assert_eq!(
+            b.supported(&minimal),
+            vec![
+                PowerAction::On,
+                PowerAction::Off,
+                PowerAction::SoftOff,
+                PowerAction::Reboot,
+                PowerAction::Cycle
+            ]
         );
     }
 

@@ -68,6 +68,10 @@ pub struct SimArgs {
     /// Refuse the diagnostic interrupt (NMI), like ipmi_sim.
     #[arg(long)]
     pub no_nmi: bool,
+    /// Redfish: offer no GracefulShutdown / GracefulRestart reset types (and
+    /// refuse them with 400), like a BMC without soft power control.
+    #[arg(long)]
+    pub no_graceful: bool,
     /// Write per-BMC counters as JSON to this file every second and at exit.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
@@ -191,6 +195,7 @@ async fn serve(a: SimArgs) -> Result<(), String> {
             cfg.error_503_rate = a.error_503_rate;
             cfg.allow_nmi = !a.no_nmi;
             cfg.unknown_enums = a.unknown_enums;
+            cfg.no_graceful = a.no_graceful;
             let rf = RedfishFleet::start(cfg).await.map_err(|e| e.to_string())?;
             for i in &a.unresponsive {
                 if let Some(s) = rf.get_system(*i) {

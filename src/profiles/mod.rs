@@ -30,6 +30,10 @@ pub struct IpmiQuirks {
     /// The BMC has no diagnostic interrupt: NMI is refused locally.
     #[serde(default)]
     pub no_nmi: bool,
+    /// The BMC has no ACPI soft shutdown: soft power off and soft reboot are
+    /// refused locally (and not listed as supported).
+    #[serde(default)]
+    pub no_soft_power: bool,
     /// Boot flags device byte to send for "UEFI hard disk" instead of the
     /// standard selector (Supermicro uses 0x24).
     #[serde(default)]

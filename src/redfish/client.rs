@@ -251,7 +251,7 @@ impl fmt::Debug for RedfishClient {
 }
 
 /// Parse the configured BMC address into an origin-only base URL.
-fn parse_base(raw: &str) -> Result<Url, BmcError> {
+pub(crate) fn parse_base(raw: &str) -> Result<Url, BmcError> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Err(BmcError::Config("Redfish URL is empty".into()));

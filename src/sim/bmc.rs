@@ -81,6 +81,10 @@ pub struct Machine {
     pub boot_param3: u8,
     pub nmi_count: u64,
     pub resets: u64,
+    /// Soft shutdown (ACPI) requests received.
+    pub soft_offs: u64,
+    /// The host OS ignores ACPI soft shutdown (hung, or no ACPI daemon).
+    pub ignore_soft_off: bool,
     /// Boots observed (power-up, cycle, reset), with the boot flags that were in effect.
     pub boots: Vec<BootFlags>,
 }
@@ -666,7 +670,8 @@ impl Bmc {
             ChassisControl::PowerUp => m.schedule(true, now, delay),
             ChassisControl::PowerDown => m.schedule(false, now, delay),
             ChassisControl::SoftShutdown => {
-                if m.on {
+                m.soft_offs += 1;
+                if m.on && !m.ignore_soft_off {
                     m.schedule(false, now, delay)
                 }
             }

@@ -68,6 +68,8 @@
 //!   `ForceRestart`/`GracefulRestart` reboot a running machine at once (a boot:
 //!   counted, consumes a `Once` override) and are a 409 when it is off.
 //!   `Nmi` (offered only with `allow_nmi`) increments a counter.
+//!   With `no_graceful`, `GracefulShutdown` and `GracefulRestart` are not
+//!   offered (so they are refused like any type not in the list).
 //!   `PushPowerButton` (offered only with `unknown_enums`) toggles the power.
 //!   A type not in the allowable values is a 400
 //!   `Base.1.8.ActionParameterValueNotInList`. Success is a 204.
@@ -141,7 +143,8 @@ pub const BOOT_ENABLED: [&str; 3] = ["Once", "Continuous", "Disabled"];
 /// `BootSourceOverrideMode` values.
 pub const BOOT_MODES: [&str; 2] = ["UEFI", "Legacy"];
 /// Reset types every system offers (`Nmi` is added with `allow_nmi`,
-/// `PushPowerButton` with `unknown_enums`).
+/// `PushPowerButton` with `unknown_enums`; the `Graceful*` ones are left out
+/// with `no_graceful`).
 pub const RESET_TYPES: [&str; 6] = [
     "On",
     "ForceOff",
@@ -188,6 +191,10 @@ pub struct RedfishFleetConfig {
     pub model: String,
     /// Add vendor extras a strict client chokes on (see the module docs).
     pub unknown_enums: bool,
+    /// Leave `GracefulShutdown` and `GracefulRestart` out of the allowable
+    /// reset types (and refuse them with a 400), like a BMC without ACPI
+    /// soft power control.
+    pub no_graceful: bool,
 }
 
 impl RedfishFleetConfig {
@@ -222,6 +229,7 @@ impl Default for RedfishFleetConfig {
             manufacturer: "ironrack".to_owned(),
             model: "sim".to_owned(),
             unknown_enums: false,
+            no_graceful: false,
         }
     }
 }
@@ -242,6 +250,7 @@ impl fmt::Debug for RedfishFleetConfig {
             .field("manufacturer", &self.manufacturer)
             .field("model", &self.model)
             .field("unknown_enums", &self.unknown_enums)
+            .field("no_graceful", &self.no_graceful)
             .finish()
     }
 }
@@ -969,6 +978,7 @@ pub struct RedfishSim {
     password: Zeroizing<String>,
     allow_nmi: bool,
     unknown_enums: bool,
+    no_graceful: bool,
     manufacturer: String,
     model: String,
     session_timeout: Duration,
@@ -1013,6 +1023,7 @@ impl RedfishSim {
             password: cfg.password.clone(),
             allow_nmi: cfg.allow_nmi,
             unknown_enums: cfg.unknown_enums,
+            no_graceful: cfg.no_graceful,
             manufacturer: cfg.manufacturer.clone(),
             model: cfg.model.clone(),
             session_timeout: cfg.session_timeout,
@@ -1382,6 +1393,9 @@ impl RedfishSim {
     /// Reset types offered.
     pub fn reset_types(&self) -> Vec<&'static str> {
         let mut v = RESET_TYPES.to_vec();
+        if self.no_graceful {
+            v.retain(|t| !t.starts_with("Graceful"));
+        }
         if self.allow_nmi {
             v.push("Nmi");
         }
@@ -2486,6 +2500,40 @@ mod tests {
         let r = call(&s, Method::GET, RESET0, &basic(), "", now);
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(r.header("allow"), Some("POST"));
+    }
+
+    #[test]
+    fn no_graceful_leaves_out_and_refuses_the_graceful_resets() {
+        let mut cfg =
+            RedfishFleetConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)), 1, "admin", "secret");
+        cfg.no_graceful = true;
+        let s = RedfishSim::new(&cfg);
+        let now = Instant::now();
+        s.systems()[0].set_power(true);
+        let doc = get(&s, SYS0, now).body.unwrap();
+        let resets = doc["Actions"]["#ComputerSystem.Reset"]["ResetType@Redfish.AllowableValues"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(resets.contains(&json!("ForceRestart")) && resets.contains(&json!("On")));
+        for t in ["GracefulShutdown", "GracefulRestart"] {
+            assert!(!resets.contains(&json!(t)), "{t} offered");
+            let r = call(
+                &s,
+                Method::POST,
+                RESET0,
+                &basic(),
+                &format!(r#"{{"ResetType":"{t}"}}"#),
+                now,
+            );
+            assert_eq!(r.status, StatusCode::BAD_REQUEST);
+            assert_eq!(
+                r.message_id(),
+                Some("Base.1.8.ActionParameterValueNotInList")
+            );
+        }
+        assert!(s.systems()[0].power_on());
+        assert_eq!(s.systems()[0].resets(), 0);
     }
 
     #[test]
