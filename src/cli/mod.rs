@@ -1,9 +1,11 @@
 //! Command-line interface: `ironrack ipmi ...` (ipmitool's habits, plus fleet
 //! mode like ipmipower) and `ironrack sim ...` (the BMC fleet simulator).
 
+pub mod driver;
 pub mod hosts;
 pub mod ipmi;
 pub mod redfish;
+pub mod serve;
 pub mod sim;
 
 use std::path::PathBuf;
@@ -33,6 +35,10 @@ pub enum Command {
     /// Run simulated BMCs: RMCP+ (suites 3 and 17) on consecutive UDP ports,
     /// and Redfish systems behind one HTTP(S) endpoint.
     Sim(sim::SimArgs),
+    /// Run the agent: the conductor and the Ironic-compatible API.
+    Serve(serve::ServeArgs),
+    /// The Nova-side driver layer: get-info, power-on, power-off, reboot.
+    Driver(driver::DriverArgs),
 }
 
 /// The outcome of one command on one BMC, as text and JSON.
@@ -88,10 +94,17 @@ pub fn parse_timeout(secs: f64) -> Result<Duration, String> {
 }
 
 pub fn init_logging(format: &str) {
+    init_logging_with(format, "warn");
+}
+
+/// Logging on stderr at `default` level unless RUST_LOG says otherwise.
+pub fn init_logging_with(format: &str, default: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    use std::io::IsTerminal;
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         b.json().try_init()
@@ -101,11 +114,16 @@ pub fn init_logging(format: &str) {
 }
 
 pub async fn run(cli: Cli) -> i32 {
-    init_logging(&cli.log_format);
+    match &cli.command {
+        Command::Serve(_) => init_logging_with(&cli.log_format, "info"),
+        _ => init_logging(&cli.log_format),
+    }
     match cli.command {
         Command::Ipmi(a) => ipmi::run(a).await,
         Command::Redfish(a) => redfish::run(a).await,
         Command::Sim(a) => sim::run(a).await,
+        Command::Serve(a) => serve::run(a).await,
+        Command::Driver(a) => driver::run(a).await,
     }
 }
 

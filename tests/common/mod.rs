@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests that run real peers.
 #![allow(dead_code)]
 
+pub mod agent;
 pub mod ipmi_sim;
 pub mod sushy;
 

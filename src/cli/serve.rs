@@ -1,0 +1,192 @@
+//! `ironrack serve --config FILE`: the agent. Opens the inventory, starts the
+//! conductor (power sync, recovery) and serves the Ironic-compatible API on
+//! every listen address until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::api::{self, ApiState, BasicAuth};
+use crate::conductor::Conductor;
+use crate::config::{AuthMode, Config};
+use crate::profiles::Profiles;
+use crate::store::Store;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The agent's TOML configuration; without it, every default applies
+    /// (API on 127.0.0.1:6385 without authentication, ./ironrack.db).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// How long in-flight requests get to finish after a signal.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// This host's name (a node's `reservation`, the drivers' `hosts`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub async fn run(a: ServeArgs) -> i32 {
+    match serve(a).await {
+        Ok(()) => 0,
+        Err((code, msg)) => {
+            eprintln!("ironrack: {msg}");
+            code
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
+    let cfg = match &a.config {
+        Some(p) => Config::load(p).map_err(|e| (2, e))?,
+        None => Config::parse("").map_err(|e| (2, e))?,
+    };
+    let addrs = cfg.api.check().map_err(|e| (2, e))?;
+    let auth = match (cfg.api.auth, &cfg.api.htpasswd) {
+        (AuthMode::HttpBasic, Some(path)) => {
+            let path = path.clone();
+            let auth = tokio::task::spawn_blocking(move || BasicAuth::load(&path))
+                .await
+                .map_err(|e| (1, format!("loading the htpasswd file: {e}")))?
+                .map_err(|e| (2, format!("htpasswd: {e}")))?;
+            Some(auth)
+        }
+        _ => None,
+    };
+
+    let store_path = cfg.store.path.clone();
+    let key_path = cfg.store.key_path();
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_path, &key_path))
+        .await
+        .map_err(|e| (1, format!("opening the store: {e}")))?
+        .map_err(|e| {
+            (
+                1,
+                format!("cannot open the store {}: {e}", cfg.store.path.display()),
+            )
+        })?;
+    let s2 = store.clone();
+    let stale = tokio::task::spawn_blocking(move || s2.clear_stale_targets())
+        .await
+        .map_err(|e| (1, format!("clearing stale power targets: {e}")))?
+        .map_err(|e| (1, format!("clearing stale power targets: {e}")))?;
+    for uuid in &stale {
+        tracing::warn!(node = %uuid, "cleared a target power state left by an earlier run");
+    }
+    let profiles = Profiles::load(cfg.conductor.hw_profiles_dir.as_deref())
+        .map_err(|e| (2, format!("hardware profiles: {e}")))?;
+
+    let host = host_name();
+    let metrics = api::install_recorder();
+    let conductor = Conductor::new(store.clone(), cfg.conductor.clone(), profiles, host.clone());
+    conductor.start();
+
+    let state = Arc::new(ApiState {
+        conductor: conductor.clone(),
+        store,
+        max_limit: cfg.api.max_limit,
+        public_url: cfg
+            .api
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+        auth,
+        metrics,
+    });
+
+    let mut listeners = Vec::new();
+    for addr in &addrs {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                conductor.shutdown().await;
+                return Err((1, format!("cannot listen on {addr}: {e}")));
+            }
+        }
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for l in listeners {
+        let bound: SocketAddr = match l.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                conductor.shutdown().await;
+                return Err((1, format!("listening socket: {e}")));
+            }
+        };
+        let app = api::app(state.clone(), bound);
+        let mut rx = stop_rx.clone();
+        servers.spawn(async move {
+            let r = axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            (bound, r)
+        });
+        let auth = match cfg.api.auth {
+            AuthMode::Noauth => "noauth",
+            AuthMode::HttpBasic => "http_basic",
+        };
+        tracing::info!(%bound, auth, host = %host, "API listening");
+        eprintln!("ironrack: API listening on http://{bound}");
+    }
+
+    tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("signal received, shutting down");
+        }
+        Some(done) = servers.join_next() => {
+            // A server stopped on its own: report it and stop the rest.
+            if let Ok((bound, Err(e))) = &done {
+                tracing::error!(%bound, "API server failed: {e}");
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while let Some(done) = servers.join_next().await {
+            if let Ok((bound, Err(e))) = done {
+                tracing::error!(%bound, "API server failed: {e}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
+        servers.abort_all();
+    }
+    conductor.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
