@@ -254,30 +254,32 @@ bmc_timeout = 2
         if ok != sample:
             log(f"warning: ipmitool failed on {sample - ok} of {sample} BMCs")
 
-        sweep = min(sweeps)
+        cold, warm = sweeps[0], min(sweeps[1:] or sweeps)
         res = {
             "nodes_total": a.total,
             "nodes_live": a.live,
             "nodes_synced": synced,
             "enroll_seconds": round(enroll_s, 2),
             "sweep_seconds": [round(x, 4) for x in sweeps],
-            "sweep_best_seconds": round(sweep, 4),
+            "sweep_cold_seconds": round(cold, 4),
+            "sweep_warm_seconds": round(warm, 4),
             "list_page_nodes": page,
             "list_p50_ms": round(p50 * 1000, 2),
             "list_p99_ms": round(p99 * 1000, 2),
             "rss_mib": round(mem.get("VmRSS", 0) / 1024, 1),
             "rss_peak_mib": round(mem.get("VmHWM", 0) / 1024, 1),
             "peer_ipmitool_sweep_seconds": round(peer_s, 2),
-            "ratio_vs_ipmitool": round(peer_s / sweep, 1) if sweep > 0 else None,
+            "ratio_cold_vs_ipmitool": round(peer_s / cold, 1) if cold > 0 else None,
+            "ratio_warm_vs_ipmitool": round(peer_s / warm, 1) if warm > 0 else None,
         }
         print(f"""
 agent benchmark: {a.total} nodes enrolled, {a.live} on live simulated BMCs ({synced} synced)
-  sync sweep of {a.live} live     : {', '.join(f'{x:.3f}' for x in sweeps)} s  (goal <= 1 s)
+  sync sweeps of {a.live} live    : {', '.join(f'{x:.3f}' for x in sweeps)} s  (goal <= 1 s; the first opens every session)
   Ironic-style ipmitool sweep     : {peer_s:.2f} s  (8 workers, scaled from {sample})
-  ratio                           : {res['ratio_vs_ipmitool']}x
+  ratio, first sweep / later ones : {res['ratio_cold_vs_ipmitool']}x / {res['ratio_warm_vs_ipmitool']}x
   GET /v1/nodes?fields=uuid,power_state ({page} per page): p50 {res['list_p50_ms']} ms, p99 {res['list_p99_ms']} ms  (goal p99 <= 20 ms)
   agent RSS                       : {res['rss_mib']} MiB (peak {res['rss_peak_mib']} MiB)  (goal <= 100 MB)
-  enrollment of {a.total} nodes   : {enroll_s:.1f} s
+  enrollment of {a.total} nodes : {enroll_s:.1f} s
 """)
         if a.out:
             with open(a.out, "w") as f:
@@ -287,7 +289,10 @@ agent benchmark: {a.total} nodes enrolled, {a.live} on live simulated BMCs ({syn
         if sim:
             sim.kill()
             sim.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("IRONRACK_BENCH_KEEP"):
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
