@@ -129,6 +129,19 @@ async fn dead_bmc_goes_to_maintenance_and_recovers_operator_maintenance_untouche
     assert_eq!(o["maintenance_reason"], "disk swap");
     assert_eq!(o["fault"], Value::Null);
 
+    // The failures are counted by kind, and every sweep is timed.
+    let metrics = agent.text("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("ironrack_bmc_errors_total{") && l.contains("kind=\"timeout\"")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ironrack_sync_sweep_seconds_count"),
+        "{metrics}"
+    );
+
     // The BMCs answer again: the fault clears, the operator's maintenance stays.
     fleet.bmcs[0].faults.set_unresponsive(false);
     fleet.bmcs[1].faults.set_unresponsive(false);

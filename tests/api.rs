@@ -824,7 +824,20 @@ async fn power_on_through_the_api_against_the_simulator() {
     let m = agent.text("/metrics").await;
     assert!(m.contains("ironrack_nodes{"), "{m}");
     assert!(m.contains("power_state=\"power on\""), "{m}");
-    assert!(m.contains("ironrack_bmc_sessions_open"), "{m}");
+    assert!(m.contains("ironrack_bmc_sessions_open 1"), "{m}");
+    // The power change: counted by driver, target and result, and timed.
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("ironrack_power_operations_total{")
+                && l.contains("driver=\"ipmi\"")
+                && l.contains("result=\"success\"")
+                && l.ends_with(" 1")),
+        "{m}"
+    );
+    assert!(
+        m.contains("ironrack_power_operation_seconds_bucket{driver=\"ipmi\""),
+        "{m}"
+    );
 
     assert_no_password(&agent, &[&n, &v]);
 }
