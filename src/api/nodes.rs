@@ -17,25 +17,9 @@ use super::patch;
 use super::version::{self, Version};
 use super::{accepted_with_location, blocking, links, Ctx, JsonBody, Shared};
 use crate::bmc::BootDevice;
+pub use crate::conductor::INTERFACES;
 use crate::conductor::{ConductorError, PowerTarget};
 use crate::store::{mask_secrets, NewNode, Node, NodeQuery, SortKey, MASK};
-
-/// Ironic's hardware interfaces (`driver_base.ALL_INTERFACES`).
-pub const INTERFACES: [&str; 13] = [
-    "bios",
-    "boot",
-    "console",
-    "deploy",
-    "firmware",
-    "inspect",
-    "management",
-    "network",
-    "power",
-    "raid",
-    "rescue",
-    "storage",
-    "vendor",
-];
 
 /// The interface implementation a node of `driver` reports (and the only
 /// one it accepts): the BMC protocol for power and management, Ironic's
@@ -1214,26 +1198,12 @@ mod tests {
             name: Some("n1".into()),
             driver: "ipmi".into(),
             driver_info: info,
-            driver_internal_info: Map::new(),
-            properties: Map::new(),
-            extra: Map::new(),
             instance_info: serde_json::from_value(json!({"image_url": "http://x", "k": 1}))
                 .unwrap(),
-            instance_uuid: None,
             power_state: Some("power off".into()),
-            target_power_state: None,
             provision_state: "enroll".into(),
-            target_provision_state: None,
-            provision_updated_at: None,
-            maintenance: false,
-            maintenance_reason: None,
-            fault: None,
-            last_error: None,
-            console_enabled: false,
-            description: None,
-            resource_class: None,
             created_at: "2026-01-01T00:00:00.000000+00:00".into(),
-            updated_at: None,
+            ..Default::default()
         }
     }
 

@@ -371,25 +371,13 @@ mod tests {
                 "ipmi_address": "10.0.0.5", "ipmi_password": "hunter22"
             }))
             .unwrap(),
-            driver_internal_info: Map::new(),
-            properties: Map::new(),
-            extra: Map::new(),
-            instance_info: Map::new(),
-            instance_uuid: None,
             power_state: Some("power on".into()),
-            target_power_state: None,
             provision_state: "enroll".into(),
-            target_provision_state: None,
-            provision_updated_at: None,
             maintenance: true,
             maintenance_reason: Some("r".into()),
             fault: Some("power failure".into()),
-            last_error: None,
-            console_enabled: false,
-            description: None,
-            resource_class: None,
             created_at: "2026-01-01T00:00:00.000000+00:00".into(),
-            updated_at: None,
+            ..Default::default()
         }
     }
 

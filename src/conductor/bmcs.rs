@@ -616,28 +616,10 @@ mod tests {
         let mut n = Node {
             id: 1,
             uuid: "u".into(),
-            name: None,
             driver: "ipmi".into(),
             driver_info: info(json!({"ipmi_address": "h", "ipmi_password": "a"})),
-            driver_internal_info: Map::new(),
-            properties: Map::new(),
-            extra: Map::new(),
-            instance_info: Map::new(),
-            instance_uuid: None,
-            power_state: None,
-            target_power_state: None,
             provision_state: "enroll".into(),
-            target_provision_state: None,
-            provision_updated_at: None,
-            maintenance: false,
-            maintenance_reason: None,
-            fault: None,
-            last_error: None,
-            console_enabled: false,
-            description: None,
-            resource_class: None,
-            created_at: String::new(),
-            updated_at: None,
+            ..Default::default()
         };
         let a = fingerprint(&n);
         n.power_state = Some("power on".into());

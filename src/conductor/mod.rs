@@ -36,8 +36,9 @@ use lock::{LockTable, NodeLock};
 /// `faults.POWER_FAILURE`).
 pub const POWER_FAILURE: &str = "power failure";
 
-/// Interfaces reported by [`Conductor::validate`], in Ironic's (alphabetical) order.
-pub const INTERFACES: [&str; 12] = [
+/// Ironic's hardware interfaces (`driver_base.ALL_INTERFACES`), in its
+/// (alphabetical) order. [`Conductor::validate`] reports all but `vendor`.
+pub const INTERFACES: [&str; 13] = [
     "bios",
     "boot",
     "console",
@@ -50,6 +51,7 @@ pub const INTERFACES: [&str; 12] = [
     "raid",
     "rescue",
     "storage",
+    "vendor",
 ];
 
 /// Ironic's power targets (`PUT /v1/nodes/{id}/states/power`).
@@ -525,6 +527,7 @@ impl Conductor {
         };
         Ok(INTERFACES
             .iter()
+            .filter(|i| **i != "vendor")
             .map(|&interface| {
                 let (result, reason) = match interface {
                     "power" | "management" => match &bmc {

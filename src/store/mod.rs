@@ -48,7 +48,7 @@ pub fn mask_secrets(info: &Map<String, Value>) -> Map<String, Value> {
 }
 
 /// A bare-metal node, as Ironic models it (the subset ironrack keeps).
-#[derive(Clone, PartialEq)]
+#[derive(Clone, Default, PartialEq)]
 pub struct Node {
     /// Internal row id: the default sort order.
     pub id: i64,
