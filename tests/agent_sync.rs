@@ -8,47 +8,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::agent::Agent;
+use common::agent::{enroll, ipmi_node, wait_node, Agent};
 use common::*;
 use serde_json::{json, Value};
-
-/// Poll the node until `pred` holds; panic with the last document after `secs`.
-async fn wait_node(agent: &Agent, node: &str, secs: u64, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        let (status, n) = agent.get(&format!("/v1/nodes/{node}")).await;
-        assert_eq!(status, 200, "{n}");
-        if pred(&n) {
-            return n;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node {node} did not reach the expected state in {secs} s: {n:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn ipmi_node(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "driver": "ipmi",
-        "driver_info": {
-            "ipmi_address": "127.0.0.1",
-            "ipmi_port": port,
-            "ipmi_username": USER,
-            "ipmi_password": PASSWORD,
-        }
-    })
-}
-
-async fn enroll(agent: &Agent, body: Value) -> String {
-    let (status, n) = agent.post("/v1/nodes", &body).await;
-    assert_eq!(status, 201, "{n}");
-    n["uuid"].as_str().unwrap().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_records_changes_made_behind_the_agents_back() {

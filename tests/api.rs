@@ -8,7 +8,7 @@ mod common;
 
 use std::process::Output;
 
-use common::agent::{faultstring, Agent};
+use common::agent::{faultstring, ipmi_node, Agent};
 use common::sushy::venv_bin;
 use common::*;
 use reqwest::Method;
@@ -17,19 +17,6 @@ use serde_json::{json, Value};
 /// The agent's default for tests: no background sync, fast power polling.
 const CONF: &str =
     "[conductor]\nsync_power_state_interval = 0\npower_poll_interval = 0.05\nbmc_timeout = 1\n";
-
-fn ipmi_node(name: &str, port: u16) -> Value {
-    json!({
-        "name": name,
-        "driver": "ipmi",
-        "driver_info": {
-            "ipmi_address": "127.0.0.1",
-            "ipmi_port": port,
-            "ipmi_username": USER,
-            "ipmi_password": PASSWORD,
-        }
-    })
-}
 
 /// No response body and no log line may carry the BMC password.
 fn assert_no_password(agent: &Agent, seen: &[&Value]) {

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::agent::Agent;
+use common::agent::{enroll, Agent};
 use common::*;
 use ironrack::driver::{ApiClient, IronicDriver, NovaPowerState, RebootType};
 use ironrack::sim::redfish::{RedfishFleet, RedfishFleetConfig};
@@ -19,12 +19,6 @@ fn driver(agent: &Agent) -> IronicDriver {
     d.retry_interval = Duration::from_millis(100);
     d.max_retries = 300;
     d
-}
-
-async fn enroll(agent: &Agent, body: Value) -> String {
-    let (status, n) = agent.post("/v1/nodes", &body).await;
-    assert_eq!(status, 201, "{n}");
-    n["uuid"].as_str().unwrap().to_string()
 }
 
 const CONF: &str = "[conductor]\nsync_power_state_interval = 0\npower_poll_interval = 0.05\n\

@@ -10,30 +10,6 @@ use ironrack::ipmi::{
     BootDevice, BootFlags, ChassisControl, IpmiClient, IpmiError, PowerState, SessionConfig,
 };
 
-fn ipmitool(
-    port: u16,
-    suite: u8,
-    pwfile: &std::path::Path,
-    args: &[&str],
-) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(require("ipmitool"));
-    c.args([
-        "-I",
-        "lanplus",
-        "-H",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-U",
-        USER,
-        "-f",
-    ])
-    .arg(pwfile)
-    .args(["-C", &suite.to_string(), "-N", "1", "-R", "3"])
-    .args(args);
-    c
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipmitool_drives_the_simulator_with_suites_3_and_17() {
     let dir = Scratch::new("ipmitool");

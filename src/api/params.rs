@@ -215,6 +215,55 @@ pub fn check_ident(kind: &str, ident: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The shape a list request asks for: `fields=`, `detail=` (1.43+), or
+/// neither; the two together are refused, as Ironic does.
+pub struct ListView {
+    pub fields: Option<Vec<String>>,
+    /// `detail=` as given, for the `next` link.
+    pub detail_raw: Option<String>,
+    pub detail: Option<bool>,
+}
+
+impl ListView {
+    pub fn parse(
+        p: &mut Params,
+        v: super::version::Version,
+        detail_path: bool,
+        known: &[&str],
+        min: fn(&str) -> u32,
+    ) -> Result<ListView, ApiError> {
+        let fields = if detail_path { None } else { p.list("fields") };
+        let detail_raw = if detail_path { None } else { p.str("detail") };
+        let detail = match &detail_raw {
+            None => None,
+            Some(raw) => {
+                if !v.at_least(super::version::V_DETAIL_QUERY) {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid query parameter ?detail={raw} received."
+                    )));
+                }
+                Some(
+                    parse_bool(raw)
+                        .ok_or_else(|| ApiError::bad_request(bool_error("detail", raw)))?,
+                )
+            }
+        };
+        if let Some(f) = &fields {
+            super::nodes::check_fields(f, v, known, min)?;
+            if detail == Some(true) {
+                return Err(ApiError::bad_request(
+                    "Can not specify ?detail=True and fields in the same request.",
+                ));
+            }
+        }
+        Ok(ListView {
+            fields,
+            detail_raw,
+            detail,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

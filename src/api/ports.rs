@@ -326,30 +326,8 @@ async fn list_ports(
     let v = ctx.v;
     let mut p = Params::from_uri(&uri)?;
     let mut next_args: Vec<(String, String)> = Vec::new();
-    let fields = if detail_path { None } else { p.list("fields") };
-    let detail_raw = if detail_path { None } else { p.str("detail") };
-    let detail = match &detail_raw {
-        None => None,
-        Some(raw) => {
-            if !v.at_least(version::V_DETAIL_QUERY) {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid query parameter ?detail={raw} received."
-                )));
-            }
-            Some(
-                params::parse_bool(raw)
-                    .ok_or_else(|| ApiError::bad_request(params::bool_error("detail", raw)))?,
-            )
-        }
-    };
-    if let Some(f) = &fields {
-        check_fields(f, v, PORT_FIELDS, port_field_min)?;
-        if detail == Some(true) {
-            return Err(ApiError::bad_request(
-                "Can not specify ?detail=True and fields in the same request.",
-            ));
-        }
-    }
+    let view = params::ListView::parse(&mut p, v, detail_path, PORT_FIELDS, port_field_min)?;
+    let (fields, detail_raw, detail) = (view.fields, view.detail_raw, view.detail);
     let (node, node_uuid) = if path_node.is_some() {
         (path_node, None)
     } else {

@@ -6,12 +6,12 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::Scratch;
+use super::{Scratch, PASSWORD, USER};
 
 const LISTENING: &str = "ironrack: API listening on http://";
 
@@ -293,4 +293,45 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Poll the node until `pred` holds; panic with the last document after `secs`.
+pub async fn wait_node(
+    agent: &Agent,
+    node: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (status, n) = agent.get(&format!("/v1/nodes/{node}")).await;
+        assert_eq!(status, 200, "{n}");
+        if pred(&n) {
+            return n;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {node} did not reach the expected state in {secs} s: {n:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn ipmi_node(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "driver": "ipmi",
+        "driver_info": {
+            "ipmi_address": "127.0.0.1",
+            "ipmi_port": port,
+            "ipmi_username": USER,
+            "ipmi_password": PASSWORD,
+        }
+    })
+}
+
+pub async fn enroll(agent: &Agent, body: Value) -> String {
+    let (status, n) = agent.post("/v1/nodes", &body).await;
+    assert_eq!(status, 201, "{n}");
+    n["uuid"].as_str().unwrap().to_string()
 }

@@ -105,3 +105,28 @@ pub fn free_udp_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// ipmitool (lanplus) aimed at a loopback BMC port, password from `pwfile`.
+pub fn ipmitool(
+    port: u16,
+    suite: u8,
+    pwfile: &std::path::Path,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(require("ipmitool"));
+    c.args([
+        "-I",
+        "lanplus",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        USER,
+        "-f",
+    ])
+    .arg(pwfile)
+    .args(["-C", &suite.to_string(), "-N", "1", "-R", "3"])
+    .args(args);
+    c
+}
