@@ -633,7 +633,7 @@ async fn list_nodes(
     let mut next_args: Vec<(String, String)> = Vec::new();
 
     let view = params::ListView::parse(&mut p, v, detail_path, NODE_FIELDS, field_min)?;
-    let (fields, detail_raw, detail) = (view.fields, view.detail_raw, view.detail);
+    let (fields, detail) = (view.fields.clone(), view.detail);
 
     let sort_key_raw = p.str("sort_key").unwrap_or_else(|| "id".into());
     let sort_key = SortKey::parse(&sort_key_raw).ok_or_else(|| {
@@ -751,22 +751,9 @@ async fn list_nodes(
         }
     }
 
-    let limit = params::limit(p.int("limit")?, st.max_limit)?;
-    let marker = p.str("marker");
-    if let Some(m) = &marker {
-        if !params::is_uuid_like(m) {
-            return Err(ApiError::bad_request(format!(
-                "Expected a UUID for marker: {m}"
-            )));
-        }
-    }
+    let (limit, marker) = params::paging(&mut p, st.max_limit)?;
     p.finish()?;
-    if let Some(d) = &detail_raw {
-        next_args.push(("detail".into(), d.clone()));
-    }
-    if let Some(f) = &fields {
-        next_args.push(("fields".into(), f.join(",")));
-    }
+    view.push_next_args(&mut next_args);
     q.marker = marker;
     q.limit = if filters.is_empty() { limit } else { 0 };
 
@@ -974,13 +961,7 @@ pub async fn set_power(
 ) -> Result<Response, ApiError> {
     check_node_ident(&ident, ctx.v)?;
     let obj = body_object(body, &["target", "timeout"])?;
-    let target = match obj.get("target") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_request("Missing argument: \"target\""))
-        }
-        Some(_) => return Err(ApiError::bad_request("target must be a string")),
-    };
+    let target = params::required_str(&obj, "target")?;
     let timeout = timeout_arg(obj.get("timeout"))?;
     let soft = target == "soft power off" || target == "soft rebooting";
     if (soft || timeout.is_some()) && !ctx.v.at_least(version::V_SOFT_POWER) {
@@ -1092,13 +1073,7 @@ pub async fn set_boot_device(
 ) -> Result<StatusCode, ApiError> {
     check_node_ident(&ident, ctx.v)?;
     let obj = body_object(body, &["boot_device", "persistent"])?;
-    let dev = match obj.get("boot_device") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => {
-            return Err(ApiError::bad_request("Missing argument: \"boot_device\""))
-        }
-        Some(_) => return Err(ApiError::bad_request("boot_device must be a string")),
-    };
+    let dev = params::required_str(&obj, "boot_device")?;
     let Some(device) = parse_boot_device(&dev) else {
         return Err(ApiError::bad_request(format!(
             "Invalid boot device {dev} specified. Valid boot devices are: {}.",

@@ -262,6 +262,44 @@ impl ListView {
             detail,
         })
     }
+
+    /// What the `next` link must repeat of this view.
+    pub fn push_next_args(&self, args: &mut Vec<(String, String)>) {
+        if let Some(d) = &self.detail_raw {
+            args.push(("detail".into(), d.clone()));
+        }
+        if let Some(f) = &self.fields {
+            args.push(("fields".into(), f.join(",")));
+        }
+    }
+}
+
+/// A required string argument of a JSON body.
+pub fn required_str(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<String, ApiError> {
+    match obj.get(key) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        None | Some(serde_json::Value::Null) => Err(ApiError::bad_request(format!(
+            "Missing argument: \"{key}\""
+        ))),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// `limit` (capped at `max_limit`) and `marker` (a UUID) of a list request.
+pub fn paging(p: &mut Params, max_limit: usize) -> Result<(usize, Option<String>), ApiError> {
+    let limit = limit(p.int("limit")?, max_limit)?;
+    let marker = p.str("marker");
+    if let Some(m) = &marker {
+        if !is_uuid_like(m) {
+            return Err(ApiError::bad_request(format!(
+                "Expected a UUID for marker: {m}"
+            )));
+        }
+    }
+    Ok((limit, marker))
 }
 
 #[cfg(test)]

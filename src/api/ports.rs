@@ -327,7 +327,7 @@ async fn list_ports(
     let mut p = Params::from_uri(&uri)?;
     let mut next_args: Vec<(String, String)> = Vec::new();
     let view = params::ListView::parse(&mut p, v, detail_path, PORT_FIELDS, port_field_min)?;
-    let (fields, detail_raw, detail) = (view.fields, view.detail_raw, view.detail);
+    let (fields, detail) = (view.fields.clone(), view.detail);
     let (node, node_uuid) = if path_node.is_some() {
         (path_node, None)
     } else {
@@ -356,22 +356,9 @@ async fn list_ports(
             "ironrack lists ports in creation order only (sort_key=id, sort_dir=asc)",
         ));
     }
-    let limit = params::limit(p.int("limit")?, st.max_limit)?;
-    let marker = p.str("marker");
-    if let Some(m) = &marker {
-        if !params::is_uuid_like(m) {
-            return Err(ApiError::bad_request(format!(
-                "Expected a UUID for marker: {m}"
-            )));
-        }
-    }
+    let (limit, marker) = params::paging(&mut p, st.max_limit)?;
     p.finish()?;
-    if let Some(d) = &detail_raw {
-        next_args.push(("detail".into(), d.clone()));
-    }
-    if let Some(f) = &fields {
-        next_args.push(("fields".into(), f.join(",")));
-    }
+    view.push_next_args(&mut next_args);
 
     let store = st.store.clone();
     let ports: Vec<Port> = blocking(move || {
