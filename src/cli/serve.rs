@@ -187,6 +187,13 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
         servers.abort_all();
     }
     conductor.shutdown().await;
+    // Fold the WAL into the database so a clean stop leaves one file.
+    let store = conductor.store().clone();
+    match tokio::task::spawn_blocking(move || store.checkpoint()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("store checkpoint on stop failed: {e}"),
+        Err(e) => tracing::warn!("store checkpoint on stop failed: {e}"),
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -140,6 +140,27 @@ fn configure(conn: &Connection, file: bool) -> Result<(), StoreError> {
     .map_err(db_err)
 }
 
+/// Create the database file with mode 0600 when it does not exist yet;
+/// SQLite gives its -wal and -shm files the same mode. The inventory names
+/// every BMC and its user, which is nobody else's business on the host.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    match opts.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Db(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: u32 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -273,6 +294,7 @@ impl Store {
     /// sealed under the key in `key_file` (created 0600 when absent).
     pub fn open(path: &Path, key_file: &Path) -> Result<Store, StoreError> {
         let secrets = SecretBox::load_or_create(key_file)?;
+        create_private(path)?;
         let mut writer = Connection::open(path)
             .map_err(|e| StoreError::Db(format!("cannot open {}: {e}", path.display())))?;
         configure(&writer, true)?;
@@ -346,6 +368,16 @@ impl Store {
         let out = f(&tx)?;
         tx.commit().map_err(db_err)?;
         Ok(out)
+    }
+
+    /// Copy the WAL into the database and truncate it (on a clean stop).
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        if self.inner.path.is_none() {
+            return Ok(());
+        }
+        lock(&self.inner.writer)
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+            .map_err(db_err)
     }
 
     /// The schema version after migrations.

@@ -111,11 +111,22 @@ fn secrets_are_sealed_on_disk_and_need_the_key() {
     );
     assert!(!hay.contains("kg-secret-plugh"), "Kg in plaintext on disk");
 
+    #[cfg(unix)]
+    for f in ["ironrack.db", "ironrack.db-wal", "ironrack.db-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(m) = std::fs::metadata(dir.0.join(f)) {
+            assert_eq!(m.permissions().mode() & 0o777, 0o600, "{f}");
+        }
+    }
     let s = Store::open(&db, &key).unwrap();
     assert_eq!(
         s.get_node(&uuid).unwrap().driver_info["ipmi_password"],
         "s3cret-pw-xyzzy"
     );
+    s.create_node(ipmi_node("n2")).unwrap();
+    s.checkpoint().unwrap();
+    let wal = std::fs::metadata(dir.0.join("ironrack.db-wal")).map(|m| m.len());
+    assert!(matches!(wal, Ok(0) | Err(_)), "WAL not folded in: {wal:?}");
     drop(s);
     // Another key cannot open the secrets: a clear error, not garbage.
     let other_key = dir.0.join("other.key");
