@@ -579,11 +579,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     Params::from_uri(&uri)?.finish()?;
-    let Value::Object(obj) = body else {
-        return Err(ApiError::bad_request(
-            "The request body must be a JSON object",
-        ));
-    };
+    let obj = params::json_object(body)?;
     let secrets = secret_values_in(&obj);
     let new = new_node(obj, ctx.v).map_err(|e| e.scrub(&secrets))?;
     let c = st.conductor.clone();
@@ -914,12 +910,7 @@ pub async fn states(
 fn body_object(body: Value, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let obj = match body {
         Value::Null => Map::new(),
-        Value::Object(m) => m,
-        _ => {
-            return Err(ApiError::bad_request(
-                "The request body must be a JSON object",
-            ))
-        }
+        other => params::json_object(other)?,
     };
     let mut unknown: Vec<&str> = obj
         .keys()

@@ -274,6 +274,18 @@ impl ListView {
     }
 }
 
+/// A request body that must be a JSON object.
+pub fn json_object(
+    body: serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    match body {
+        serde_json::Value::Object(m) => Ok(m),
+        _ => Err(ApiError::bad_request(
+            "The request body must be a JSON object",
+        )),
+    }
+}
+
 /// A required string argument of a JSON body.
 pub fn required_str(
     obj: &serde_json::Map<String, serde_json::Value>,

@@ -219,11 +219,7 @@ pub async fn create(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     Params::from_uri(&uri)?.finish()?;
-    let Value::Object(obj) = body else {
-        return Err(ApiError::bad_request(
-            "The request body must be a JSON object",
-        ));
-    };
+    let obj = params::json_object(body)?;
     let (mut new, node_ident) = new_port(obj, ctx.v)?;
     let store = st.store.clone();
     let port = blocking(move || {
