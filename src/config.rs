@@ -13,6 +13,12 @@ pub struct Config {
     pub api: ApiConfig,
     pub store: StoreConfig,
     pub conductor: ConductorConfig,
+    /// TFTP server; runs only when the section is present.
+    pub tftp: Option<TftpConfig>,
+    /// HTTP boot server (iPXE, UEFI HTTP); runs only when the section is present.
+    pub http_boot: Option<HttpBootConfig>,
+    /// How per-node boot configs are rendered and looked up.
+    pub boot: BootConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -185,6 +191,95 @@ impl Default for ConductorConfig {
     }
 }
 
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TftpConfig {
+    /// UDP address for read requests (port 69 needs CAP_NET_BIND_SERVICE).
+    pub listen: String,
+    /// The boot root: loaders, kernels, ramdisks. Only regular files under
+    /// it are served.
+    pub root: Option<PathBuf>,
+    /// Largest `blksize` granted (also capped by the path MTU).
+    pub max_blksize: u16,
+    /// Largest `windowsize` (RFC 7440) granted.
+    pub max_windowsize: u16,
+    /// Transfers in flight at once; further requests get ERROR "server busy".
+    pub max_transfers: usize,
+    /// Retransmit timeout, seconds, unless the client's `timeout` option says otherwise.
+    pub timeout: f64,
+    /// Retransmissions of one window (or OACK) before the transfer is dropped.
+    pub max_retries: u32,
+}
+
+impl Default for TftpConfig {
+    fn default() -> Self {
+        TftpConfig {
+            listen: "0.0.0.0:69".into(),
+            root: None,
+            max_blksize: 1468,
+            max_windowsize: 64,
+            max_transfers: 512,
+            timeout: 1.0,
+            max_retries: 5,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpBootConfig {
+    /// TCP address of the HTTP boot server.
+    pub listen: String,
+    /// Defaults to `[tftp] root`.
+    pub root: Option<PathBuf>,
+    /// The URL machines use to reach this server (iPXE scripts name it);
+    /// derived from the listen address when unset.
+    pub public_url: Option<String>,
+}
+
+impl Default for HttpBootConfig {
+    fn default() -> Self {
+        HttpBootConfig {
+            listen: "0.0.0.0:8080".into(),
+            root: None,
+            public_url: None,
+        }
+    }
+}
+
+/// What a config request for a MAC that belongs to no prepared node gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownMac {
+    /// The root's default config (`pxelinux.cfg/default`, `grub/grub.cfg`,
+    /// `ipxe/default.ipxe`), or a built-in one that boots the local disk.
+    #[default]
+    Default,
+    /// TFTP "file not found" / HTTP 404; the loader falls back by itself.
+    NotFound,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootConfig {
+    pub unknown_mac: UnknownMac,
+    /// Boot mode of nodes whose capabilities name none (Ironic's default is uefi).
+    pub default_boot_mode: String,
+    /// Kernel arguments for every deploy ramdisk, before the node's
+    /// `driver_info.kernel_append_params` (Ironic's `[pxe] kernel_append_params`).
+    pub kernel_append_params: String,
+}
+
+impl Default for BootConfig {
+    fn default() -> Self {
+        BootConfig {
+            unknown_mac: UnknownMac::Default,
+            default_boot_mode: "uefi".into(),
+            kernel_append_params: "nofb nomodeset vga=normal".into(),
+        }
+    }
+}
+
 /// Seconds from the config as a Duration; `None` for 0 (disabled) or nonsense.
 pub fn secs(v: f64) -> Option<Duration> {
     if v.is_finite() && v > 0.0 && v < 1e9 {
@@ -205,6 +300,14 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// The boot root: `[http_boot] root`, else `[tftp] root`.
+    pub fn http_boot_root(&self) -> Option<PathBuf> {
+        self.http_boot
+            .as_ref()
+            .and_then(|h| h.root.clone())
+            .or_else(|| self.tftp.as_ref().and_then(|t| t.root.clone()))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -244,6 +347,43 @@ impl Config {
             return Err("[api] max_limit must be at least 1".into());
         }
         self.api.listen_addrs()?;
+        if let Some(t) = &self.tftp {
+            t.listen.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "[tftp] listen: {:?} is not an IP:port address: {e}",
+                    t.listen
+                )
+            })?;
+            if t.root.is_none() {
+                return Err("[tftp] needs root = \"PATH\" (the boot root)".into());
+            }
+            if !(8..=65464).contains(&t.max_blksize) {
+                return Err("[tftp] max_blksize must be between 8 and 65464".into());
+            }
+            if t.max_windowsize == 0 {
+                return Err("[tftp] max_windowsize must be at least 1".into());
+            }
+            if t.max_transfers == 0 {
+                return Err("[tftp] max_transfers must be at least 1".into());
+            }
+            if secs(t.timeout).is_none() || t.timeout > 255.0 {
+                return Err("[tftp] timeout must be between 0 and 255 seconds".into());
+            }
+        }
+        if let Some(h) = &self.http_boot {
+            h.listen.parse::<SocketAddr>().map_err(|e| {
+                format!(
+                    "[http_boot] listen: {:?} is not an IP:port address: {e}",
+                    h.listen
+                )
+            })?;
+            if self.http_boot_root().is_none() {
+                return Err("[http_boot] needs root = \"PATH\" (or [tftp] root)".into());
+            }
+        }
+        if !matches!(self.boot.default_boot_mode.as_str(), "uefi" | "bios") {
+            return Err("[boot] default_boot_mode must be \"uefi\" or \"bios\"".into());
+        }
         Ok(())
     }
 }

@@ -3,11 +3,13 @@
 //! One room per concern: `ipmi` (wire codec, session), `redfish`, `bmc` (the
 //! trait both implement), `profiles` (hardware quirks), `store` (inventory),
 //! `conductor` (locks, workers, power sync), `api` (Ironic-compatible REST),
+//! `boot` (TFTP, PXE configs, HTTP boot),
 //! `driver` (the Nova-side mapping), `sim` (the BMC fleet simulator), and the
 //! CLI glue in `cli`.
 
 pub mod api;
 pub mod bmc;
+pub mod boot;
 pub mod cli;
 pub mod conductor;
 pub mod config;

@@ -1,12 +1,14 @@
 //! Command-line interface: `ironrack ipmi ...` (ipmitool's habits, plus fleet
 //! mode like ipmipower) and `ironrack sim ...` (the BMC fleet simulator).
 
+pub mod boot;
 pub mod driver;
 pub mod hosts;
 pub mod ipmi;
 pub mod redfish;
 pub mod serve;
 pub mod sim;
+pub mod tftp;
 
 use std::path::PathBuf;
 
@@ -39,6 +41,10 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// The Nova-side driver layer: get-info, power-on, power-off, reboot.
     Driver(driver::DriverArgs),
+    /// Boot configs of a node, as the agent renders them.
+    Boot(boot::BootArgs),
+    /// TFTP: serve a directory, fetch a file, or load-test a server.
+    Tftp(tftp::TftpArgs),
 }
 
 /// The outcome of one command on one BMC, as text and JSON.
@@ -124,6 +130,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Sim(a) => sim::run(a).await,
         Command::Serve(a) => serve::run(a).await,
         Command::Driver(a) => driver::run(a).await,
+        Command::Boot(a) => boot::run(a).await,
+        Command::Tftp(a) => tftp::run(a).await,
     }
 }
 
