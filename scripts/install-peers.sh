@@ -2,7 +2,11 @@
 # Install the peer tools ironrack's integration tests talk to.
 #
 #   * Debian packages: openipmi (ipmi_sim), ipmitool, freeipmi-tools
-#     (ipmipower), socat, tcpdump, python3-venv, apache2-utils (htpasswd -B)
+#     (ipmipower), socat, tcpdump, python3-venv, apache2-utils (htpasswd -B),
+#     the TFTP clients curl, tftp-hpa (tftp) and atftp, tftpd-hpa (in.tftpd,
+#     the TFTP benchmark peer), and the network boot loaders the demo serves:
+#     pxelinux + syslinux-common (pxelinux.0, ldlinux.c32), ipxe (ipxe.efi,
+#     undionly.kpxe)
 #   * a Python venv at <repo>/.venv with scripts/requirements.txt
 #     (sushy-tools -> sushy-emulator, python-ironicclient -> baremetal,
 #     openstacksdk)
@@ -22,9 +26,10 @@ REQUIREMENTS="${REPO_ROOT}/scripts/requirements.txt"
 VENV="${IRONRACK_VENV:-${REPO_ROOT}/.venv}"
 PYTHON="${IRONRACK_PYTHON:-python3}"
 
-APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils)
+APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils
+    curl tftp-hpa atftp tftpd-hpa pxelinux syslinux-common ipxe)
 # binary -> package, used to decide whether apt can be skipped
-REQUIRED_BINARIES=(ipmi_sim ipmitool ipmipower socat tcpdump htpasswd)
+REQUIRED_BINARIES=(ipmi_sim ipmitool ipmipower socat tcpdump htpasswd curl tftp atftp in.tftpd)
 
 log() { printf '[install-peers] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
