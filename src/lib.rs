@@ -3,7 +3,7 @@
 //! One room per concern: `ipmi` (wire codec, session), `redfish`, `bmc` (the
 //! trait both implement), `profiles` (hardware quirks), `store` (inventory),
 //! `conductor` (locks, workers, power sync), `api` (Ironic-compatible REST),
-//! `boot` (TFTP, PXE configs, HTTP boot),
+//! `boot` (TFTP, PXE configs, HTTP boot), `console` (SOL and serial lines bridged to TCP),
 //! `driver` (the Nova-side mapping), `sim` (the BMC fleet simulator), and the
 //! CLI glue in `cli`.
 
@@ -12,6 +12,7 @@ pub mod bmc;
 pub mod boot;
 pub mod cli;
 pub mod conductor;
+pub mod console;
 pub mod config;
 pub mod driver;
 pub mod ipmi;
