@@ -12,7 +12,7 @@ or the RMCP+ (IPMI v2.0) session header, and decodes:
   * Get Channel Authentication Capabilities / Get Channel Cipher Suites and
     other session-less IPMI messages,
   * RMCP+ Open Session Request/Response, RAKP 1/2/3/4,
-  * authenticated/encrypted session messages (cipher suites 1..3: RAKP-HMAC-
+  * authenticated/encrypted session messages, IPMI and SOL (cipher suites 1..3: RAKP-HMAC-
     SHA1, HMAC-SHA1-96, AES-CBC-128), after verifying the RAKP2/RAKP3/RAKP4
     HMACs and deriving SIK/K1/K2 from the password.
 For RAKP2 it reports which ROLE byte value makes the BMC's key exchange
@@ -53,6 +53,8 @@ CMDS = {
     (0x06, 0x38): "Get Channel Authentication Capabilities",
     (0x06, 0x39): "Get Session Challenge", (0x06, 0x3a): "Activate Session",
     (0x06, 0x3b): "Set Session Privilege Level", (0x06, 0x3c): "Close Session",
+    (0x06, 0x48): "Activate Payload", (0x06, 0x49): "Deactivate Payload",
+    (0x06, 0x4a): "Get Payload Activation Status",
     (0x06, 0x54): "Get Channel Cipher Suites",
     (0x00, 0x01): "Get Chassis Status", (0x00, 0x02): "Chassis Control",
     (0x00, 0x04): "Chassis Identify",
@@ -300,7 +302,7 @@ class Decoder:
             self.rakp3(payload)
         elif pt == 0x15:
             self.rakp4(payload)
-        elif pt == 0x00:
+        elif pt in (0x00, 0x01):
             if enc:
                 s = self.s
                 if s.k2 is None or len(payload) < 32:
@@ -311,9 +313,26 @@ class Decoder:
                 msg = clear[:len(clear) - 1 - padlen]
                 self.out("    AES-CBC-128(K2[:16]) IV=%s -> plaintext=%s (conf pad %d)" % (
                     hexs(payload[:16]), hexs(msg), padlen))
+            else:
+                msg = payload
+            if pt == 0x00:
                 self.ipmi_msg(msg, direction)
             else:
-                self.ipmi_msg(payload, direction)
+                self.sol_packet(msg, direction)
+
+    # ---- SOL payload (IPMI v2.0 section 15.9) ---------------------------
+    def sol_packet(self, m, direction):
+        if len(m) < 4:
+            self.out("    SOL: short (%d bytes)" % len(m))
+            return
+        names = (["nack", "ring/wor", "break", "deassert-cts", "deassert-dcd/dsr",
+                  "flush-in", "flush-out"] if direction == "C>S" else
+                 ["nack", "xfer-unavailable", "deactivating", "overrun", "break", "-", "-"])
+        flags = [n for i, n in enumerate(names) if m[3] & (0x40 >> i)]
+        data = m[4:]
+        self.out("    SOL seq=%d ack=%d accepted=%d flags=%02x%s data(%d)=%r" % (
+            m[0] & 15, m[1] & 15, m[2], m[3], (" " + ",".join(flags)) if flags else "",
+            len(data), bytes(data[:60]) + (b"..." if len(data) > 60 else b"")))
 
 
 def main():

@@ -12,8 +12,8 @@
 # ipmi_sim listens on 127.0.0.1:UDP_PORT only (IPMI 1.5 + RMCP+ 2.0,
 # cipher suites 0..14 incl. 3; no 17), one user with ADMIN privilege.
 # With SOL_TCP_PORT, SOL instance 1 is wired to telnet:127.0.0.1:SOL_TCP_PORT
-# (ipmi_sim connects *out* to that port and keeps retrying until something
-# listens there).
+# (ipmi_sim connects *out* to that port when it starts, and retries every 10 s
+# until something listens there: start the listener first).
 #
 # Credentials (never passed on a command line):
 #   IRONRACK_IPMI_SIM_PASSWORD_FILE  file whose first line is the password

@@ -67,7 +67,13 @@ fn exchange<'a>(
 
 /// Walk a successful suite-3 capture: handshake, keys, in-session traffic.
 fn replay(name: &str) -> Vec<IpmiResponse> {
+    replay_with_sol(name).0
+}
+
+/// Replay a capture; also returns its SOL payloads, opened: (from client, plaintext).
+fn replay_with_sol(name: &str) -> (Vec<IpmiResponse>, Vec<(bool, Vec<u8>)>) {
     let cap = load(name);
+    let mut sol = Vec::new();
     let password = cap.password.clone().expect("capture names its password");
     let mut osr = None;
     let mut osp = None;
@@ -143,7 +149,17 @@ fn replay(name: &str) -> Vec<IpmiResponse> {
                         responses.push(IpmiResponse::decode(&plain).unwrap());
                     }
                 }
-                PayloadType::Sol => panic!("no SOL expected"),
+                PayloadType::Sol => {
+                    let k = keys.as_ref().expect("SOL after the handshake");
+                    assert!(
+                        p.authenticated && p.encrypted,
+                        "SOL under suite 3 is protected"
+                    );
+                    let plain = p
+                        .open(k)
+                        .unwrap_or_else(|e| panic!("{name}: open SOL: {e}"));
+                    sol.push((*from_client, plain));
+                }
             },
         }
     }
@@ -151,7 +167,7 @@ fn replay(name: &str) -> Vec<IpmiResponse> {
         in_session >= 4,
         "{name}: in-session packets seen: {in_session}"
     );
-    responses
+    (responses, sol)
 }
 
 #[test]
@@ -252,4 +268,71 @@ fn every_captured_datagram_decodes_and_truncations_never_panic() {
         }
     }
     assert!(n > 50, "only {n} datagrams captured");
+}
+
+#[test]
+fn ipmitool_sol_capture_matches_our_sol_endpoints() {
+    use ironrack::ipmi::cmd::PayloadActivation;
+    use ironrack::ipmi::sol::{Role, SolConfig, SolEndpoint, SolEvent, SolPacket};
+    use std::time::Instant;
+
+    let (rs, sol) = replay_with_sol("ipmitool-c3-sol-activate.txt");
+    let act = rs
+        .iter()
+        .find(|r| r.cmd == cmd::CMD_ACTIVATE_PAYLOAD)
+        .expect("Activate Payload answered");
+    assert_eq!(act.completion, 0);
+    let a = PayloadActivation::parse(&act.data).unwrap();
+    assert_eq!(
+        (a.inbound_size, a.outbound_size, a.vlan),
+        (32, 16384, 0xffff)
+    );
+    assert!(rs
+        .iter()
+        .any(|r| r.cmd == cmd::CMD_DEACTIVATE_PAYLOAD && r.completion == 0));
+
+    // ipmi_sim's host output, ipmitool's ACK; ipmitool's keystrokes, ipmi_sim's ACK.
+    let pkts: Vec<(bool, SolPacket)> = sol
+        .iter()
+        .map(|(c, b)| (*c, SolPacket::decode(b).unwrap()))
+        .collect();
+    assert_eq!(pkts.len(), 4, "{pkts:?}");
+    let t = Instant::now();
+    let mut console = SolEndpoint::new(SolConfig::new(Role::Console));
+    let mut bmc = SolEndpoint::new(SolConfig::new(Role::Bmc));
+    for (from_client, plain) in &sol {
+        let p = SolPacket::decode(plain).unwrap();
+        if p.data.is_empty() {
+            continue; // an ACK: compared below
+        }
+        // Whoever receives this data packet ACKs it exactly as the peer did.
+        let (ours, theirs) = if *from_client {
+            bmc.handle_packet(t, plain).unwrap();
+            (bmc.poll_transmit(t).unwrap(), peer_ack(&sol, false, p.seq))
+        } else {
+            console.handle_packet(t, plain).unwrap();
+            (
+                console.poll_transmit(t).unwrap(),
+                peer_ack(&sol, true, p.seq),
+            )
+        };
+        assert_eq!(
+            ours, theirs,
+            "our ACK of packet {} is byte for byte the captured one",
+            p.seq
+        );
+    }
+    assert_eq!(
+        console.poll_event(),
+        Some(SolEvent::Data(b"ironrack-sim login: ".to_vec()))
+    );
+    assert_eq!(bmc.read(), b"root\r");
+}
+
+/// The captured ACK (sequence number 0) of packet `seq`, sent by the client or not.
+fn peer_ack(sol: &[(bool, Vec<u8>)], from_client: bool, seq: u8) -> Vec<u8> {
+    sol.iter()
+        .find(|(c, b)| *c == from_client && b.first() == Some(&0) && b.get(1) == Some(&seq))
+        .map(|(_, b)| b.clone())
+        .expect("the peer ACKed it")
 }

@@ -455,3 +455,111 @@ fn boot_flags_lapse_after_60_s_unless_parameter_3_keeps_them() {
         "parameter 3 kept them: {f:?}"
     );
 }
+
+/// SOL end to end without sockets: a console `SolEndpoint` rides on the client
+/// session (encrypted and authenticated, session sequence numbers checked) to
+/// the simulated BMC's SOL and its host serial port, with 20 % loss each way.
+#[test]
+fn sol_rides_on_the_session_through_loss() {
+    use ironrack::ipmi::cmd::PayloadActivation;
+    use ironrack::ipmi::sol::{Role, SolConfig, SolEndpoint};
+    use ironrack::ipmi::wire::PayloadType;
+
+    for suite in [3u8, 17] {
+        let mut ccfg = client(Some(suite));
+        ccfg.max_attempts = 12;
+        let mut bcfg = BmcConfig::new("admin", PW);
+        bcfg.sol.retries = 40;
+        let mut n = Net::new(ccfg, bcfg);
+        let r = n
+            .cmd(
+                cmd::NETFN_APP,
+                cmd::CMD_ACTIVATE_PAYLOAD,
+                cmd::activate_payload_request(cmd::PAYLOAD_SOL, 1, 0xc6),
+            )
+            .unwrap();
+        assert_eq!(r.completion, 0);
+        let act = PayloadActivation::parse(&r.data).unwrap();
+        assert_eq!(act.port, 623);
+        let mut cc = SolConfig::new(Role::Console);
+        cc.max_data = act.inbound_size as usize - 4;
+        cc.retries = 40;
+        let mut con = SolEndpoint::new(cc);
+
+        let output: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        let keys: Vec<u8> = (0..3_000u32).map(|i| (i % 127) as u8).collect();
+        assert_eq!(n.bmc.host_write(&output), output.len());
+        con.write(&keys).unwrap();
+        n.loss = 0.2;
+        let (mut got, mut typed) = (Vec::new(), Vec::new());
+        for _ in 0..200_000 {
+            let mut moved = false;
+            let now = n.now;
+            while let Some(p) = con.poll_transmit(now) {
+                moved = true;
+                let d = n.client.send_payload(PayloadType::Sol, &p).unwrap();
+                if !n.lost() {
+                    assert!(
+                        n.bmc.handle(now, &d).is_none(),
+                        "SOL is not answered inline"
+                    );
+                }
+            }
+            while let Some(d) = n.client.poll_transmit() {
+                moved = true;
+                if !n.lost() {
+                    if let Some(r) = n.bmc.handle(now, &d) {
+                        if !n.lost() {
+                            n.client.handle_input(now, &r);
+                        }
+                    }
+                }
+            }
+            while let Some((_, d)) = n.bmc.poll_transmit(now) {
+                moved = true;
+                if !n.lost() {
+                    n.client.handle_input(now, &d);
+                }
+            }
+            while let Some(ev) = n.client.poll_event() {
+                if let Event::Payload { payload_type, data } = ev {
+                    assert_eq!(payload_type, PayloadType::Sol);
+                    con.handle_packet(now, &data).unwrap();
+                    moved = true;
+                }
+            }
+            got.extend(con.read());
+            typed.extend(n.bmc.host_read());
+            if got.len() == output.len() && typed.len() == keys.len() && con.is_idle() {
+                break;
+            }
+            if !moved {
+                let next = [
+                    con.poll_timeout(),
+                    n.bmc.poll_timeout(),
+                    n.client.poll_timeout(),
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .expect("something is waiting");
+                n.now = n.now.max(next);
+                con.handle_timeout(n.now);
+                n.bmc.handle_timeout(n.now);
+                n.client.handle_timeout(n.now);
+            }
+        }
+        assert!(!con.is_closed());
+        assert!(
+            got == output,
+            "suite {suite}: host output complete and in order"
+        );
+        assert!(
+            typed == keys,
+            "suite {suite}: keystrokes complete and in order"
+        );
+        assert!(con.stats().duplicates > 0 && con.stats().retransmits > 0);
+        assert_eq!(n.bmc.host.discarded, 0);
+        assert!(n.bmc.sol_active(), "SOL stays active in its session");
+    }
+}

@@ -9,7 +9,9 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::{HostResult, Outcome};
-use crate::ipmi::{BootDevice, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig};
+use crate::ipmi::{
+    BootDevice, ChassisControl, IpmiClient, IpmiError, Privilege, SessionConfig, SolOptions,
+};
 use crate::profiles::{IpmiQuirks, Profile, Profiles};
 
 #[derive(Args, Debug)]
@@ -89,6 +91,36 @@ pub enum IpmiCommand {
         #[arg(value_parser = ["info"])]
         action: String,
     },
+    /// Serial-over-LAN: the host's serial console.
+    Sol {
+        #[command(subcommand)]
+        action: SolAction,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum SolAction {
+    /// Attach stdin and stdout to the host's serial console (one BMC).
+    /// Escapes after a newline: `~.` quits, `~B` sends a break, `~~` a `~`,
+    /// `~?` lists them. End of input also quits.
+    Activate {
+        /// Refuse (instead of taking over) when SOL is already active.
+        #[arg(long)]
+        no_force: bool,
+        /// SOL payload instance.
+        #[arg(long, default_value_t = 1)]
+        instance: u8,
+        /// Escape character.
+        #[arg(short = 'e', long, default_value_t = '~')]
+        escape: char,
+    },
+    /// Deactivate SOL, whichever session has it.
+    Deactivate {
+        #[arg(long, default_value_t = 1)]
+        instance: u8,
+    },
+    /// Whether SOL is active (Get Payload Activation Status).
+    Info,
 }
 
 #[derive(Subcommand, Debug, Clone)]
@@ -174,6 +206,34 @@ async fn run_inner(a: IpmiArgs) -> Result<i32, String> {
         return Err("--repeat must be at least 1".into());
     }
     let fleet = specs.len() > 1;
+    if let IpmiCommand::Sol {
+        action:
+            SolAction::Activate {
+                no_force,
+                instance,
+                escape,
+            },
+    } = &a.command
+    {
+        if fleet {
+            return Err("sol activate works on one BMC at a time".into());
+        }
+        let addr = match specs.first() {
+            Some(spec) => super::hosts::resolve(spec, a.port).await?,
+            None => return Err("no BMC given".into()),
+        };
+        let client = IpmiClient::new(addr, cfg)
+            .await
+            .map_err(|e| e.to_string())?;
+        let opts = SolOptions {
+            force: !no_force,
+            instance: *instance,
+            ..SolOptions::default()
+        };
+        let code = sol_console::run(&client, opts, *escape).await;
+        client.close().await;
+        return Ok(code);
+    }
 
     // One long-lived client per BMC: with --repeat, later sweeps reuse sessions.
     let mut clients: Vec<(String, Result<IpmiClient, String>)> = Vec::with_capacity(specs.len());
@@ -235,7 +295,7 @@ async fn matched_quirks(
     let needs = match cmd {
         IpmiCommand::Power { action } => action == "nmi",
         IpmiCommand::Bootdev { action } => matches!(action, BootdevAction::Set { .. }),
-        IpmiCommand::Mc { .. } => false,
+        IpmiCommand::Mc { .. } | IpmiCommand::Sol { .. } => false,
     };
     let generic = || {
         profiles
@@ -336,6 +396,38 @@ async fn execute(
                 }
             }
         },
+        IpmiCommand::Sol { action } => match action {
+            SolAction::Activate { .. } => {
+                return Err(IpmiError::Config(
+                    "sol activate is interactive and runs on its own".into(),
+                ))
+            }
+            SolAction::Deactivate { instance } => {
+                let was = c.sol_deactivate(*instance).await?;
+                Outcome {
+                    text: if was {
+                        "deactivated".into()
+                    } else {
+                        "was not active".into()
+                    },
+                    json: json!({"instance": instance, "deactivated": was}),
+                }
+            }
+            SolAction::Info => {
+                let st = c.sol_status().await?;
+                let active: Vec<u8> = (1..=st.capacity.min(16))
+                    .filter(|i| st.is_active(*i))
+                    .collect();
+                Outcome {
+                    text: if active.is_empty() {
+                        format!("inactive ({} instance(s))", st.capacity)
+                    } else {
+                        format!("active: instance(s) {active:?} of {}", st.capacity)
+                    },
+                    json: json!({"capacity": st.capacity, "active_instances": active}),
+                }
+            }
+        },
         IpmiCommand::Mc { .. } => {
             let d = c.device_id().await?;
             Outcome {
@@ -352,4 +444,261 @@ async fn execute(
             }
         }
     })
+}
+
+/// `ironrack ipmi ... sol activate`: the terminal bridged to SOL, ipmitool-style.
+mod sol_console {
+    use std::io::{IsTerminal, Read, Write};
+
+    use tokio::sync::mpsc;
+
+    use crate::ipmi::sol::SolEvent;
+    use crate::ipmi::{IpmiClient, SolOptions};
+
+    /// What the keyboard asks for once escapes are taken out.
+    #[derive(Debug, PartialEq, Eq)]
+    pub(super) enum Key {
+        Data(Vec<u8>),
+        Break,
+        Help,
+        Quit,
+    }
+
+    /// ipmitool's escapes: the escape character right after a newline (or at
+    /// the start) introduces a command.
+    pub(super) struct Escapes {
+        esc: u8,
+        at_line_start: bool,
+        pending: bool,
+    }
+
+    impl Escapes {
+        pub(super) fn new(esc: u8) -> Self {
+            Escapes {
+                esc,
+                at_line_start: true,
+                pending: false,
+            }
+        }
+
+        pub(super) fn feed(&mut self, input: &[u8]) -> Vec<Key> {
+            let mut out = Vec::new();
+            let mut data = Vec::new();
+            let flush = |data: &mut Vec<u8>, out: &mut Vec<Key>| {
+                if !data.is_empty() {
+                    out.push(Key::Data(std::mem::take(data)));
+                }
+            };
+            for &c in input {
+                if self.pending {
+                    self.pending = false;
+                    match c {
+                        b'.' => {
+                            flush(&mut data, &mut out);
+                            out.push(Key::Quit);
+                            return out;
+                        }
+                        b'B' => {
+                            flush(&mut data, &mut out);
+                            out.push(Key::Break);
+                        }
+                        b'?' => {
+                            flush(&mut data, &mut out);
+                            out.push(Key::Help);
+                        }
+                        c if c == self.esc => data.push(c),
+                        c => {
+                            data.push(self.esc);
+                            data.push(c);
+                        }
+                    }
+                    self.at_line_start = c == b'\r' || c == b'\n';
+                    continue;
+                }
+                if self.at_line_start && c == self.esc {
+                    self.pending = true;
+                    continue;
+                }
+                data.push(c);
+                self.at_line_start = c == b'\r' || c == b'\n';
+            }
+            flush(&mut data, &mut out);
+            out
+        }
+    }
+
+    /// The terminal in raw mode while SOL runs (keystrokes go through as
+    /// typed, no local echo); restored on drop.
+    struct RawMode(Option<libc::termios>);
+
+    impl RawMode {
+        fn enter() -> RawMode {
+            if !std::io::stdin().is_terminal() {
+                return RawMode(None);
+            }
+            // SAFETY: tcgetattr/tcsetattr on fd 0 with a termios we own; a
+            // failure leaves the terminal as it was.
+            unsafe {
+                let mut saved: libc::termios = std::mem::zeroed();
+                if libc::tcgetattr(0, &mut saved) != 0 {
+                    return RawMode(None);
+                }
+                let mut raw = saved;
+                libc::cfmakeraw(&mut raw);
+                if libc::tcsetattr(0, libc::TCSADRAIN, &raw) != 0 {
+                    return RawMode(None);
+                }
+                RawMode(Some(saved))
+            }
+        }
+    }
+
+    impl Drop for RawMode {
+        fn drop(&mut self) {
+            if let Some(saved) = &self.0 {
+                // SAFETY: restores the attributes read in `enter`.
+                unsafe {
+                    libc::tcsetattr(0, libc::TCSADRAIN, saved);
+                }
+            }
+        }
+    }
+
+    fn note(text: &str) {
+        // \r\n: the terminal may be in raw mode.
+        eprint!("{text}\r\n");
+    }
+
+    pub(super) async fn run(client: &IpmiClient, opts: SolOptions, escape: char) -> i32 {
+        let esc = if escape.is_ascii() {
+            escape as u8
+        } else {
+            b'~'
+        };
+        let mut console = match client.sol_activate(opts).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ironrack ipmi: SOL activation failed: {e}");
+                return 1;
+            }
+        };
+        let _raw = RawMode::enter();
+        note(&format!(
+            "[SOL session operational. Use {}? for help]",
+            esc as char
+        ));
+        // Standard input is read on a thread of its own (it blocks).
+        let (key_tx, mut keys) = mpsc::channel::<Option<Vec<u8>>>(16);
+        std::thread::spawn(move || {
+            let mut stdin = std::io::stdin();
+            let mut buf = [0u8; 1024];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => {
+                        let _ = key_tx.blocking_send(None);
+                        return;
+                    }
+                    Ok(n) => {
+                        if key_tx.blocking_send(Some(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let mut escapes = Escapes::new(esc);
+        let mut stdout = std::io::stdout();
+        loop {
+            tokio::select! {
+                ev = console.recv() => match ev {
+                    Some(SolEvent::Data(d)) => {
+                        let _ = stdout.write_all(&d);
+                        let _ = stdout.flush();
+                    }
+                    Some(SolEvent::Break) => note("[break detected on the host's serial port]"),
+                    Some(SolEvent::TransmitOverrun) => note("[the BMC dropped host output]"),
+                    Some(SolEvent::TransferUnavailable(true)) => note("[character transfer unavailable]"),
+                    Some(SolEvent::Deactivated) => {
+                        note("[SOL deactivated by the BMC]");
+                        return 1;
+                    }
+                    Some(SolEvent::Lost(l)) => {
+                        note(&format!("[SOL lost: {}]", l.reason));
+                        return 1;
+                    }
+                    Some(_) => {}
+                    None => {
+                        note("[SOL ended]");
+                        return 1;
+                    }
+                },
+                k = keys.recv() => {
+                    let Some(Some(input)) = k else {
+                        // End of input: leave as ipmitool does.
+                        break;
+                    };
+                    for key in escapes.feed(&input) {
+                        let r = match key {
+                            Key::Data(d) => console.send(&d).await,
+                            Key::Break => console.send_break().await,
+                            Key::Help => {
+                                note(&format!(
+                                    "Supported escape sequences:\r\n  {e}.  terminate the connection\r\n  {e}B  send a break\r\n  {e}?  this message\r\n  {e}{e}  send the escape character",
+                                    e = esc as char
+                                ));
+                                Ok(())
+                            }
+                            Key::Quit => {
+                                note(&format!("{}. [terminated ironrack]", esc as char));
+                                let _ = console.flush().await;
+                                return match console.deactivate().await {
+                                    Ok(()) => 0,
+                                    Err(e) => {
+                                        note(&format!("SOL deactivation failed: {e}"));
+                                        1
+                                    }
+                                };
+                            }
+                        };
+                        if let Err(e) = r {
+                            note(&format!("[SOL send failed: {e}]"));
+                            return 1;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), console.flush()).await;
+        match console.deactivate().await {
+            Ok(()) => 0,
+            Err(e) => {
+                note(&format!("SOL deactivation failed: {e}"));
+                1
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn escapes_as_ipmitool() {
+            let mut e = Escapes::new(b'~');
+            assert_eq!(e.feed(b"~."), vec![Key::Quit], "at the start");
+            let mut e = Escapes::new(b'~');
+            assert_eq!(e.feed(b"a~.b"), vec![Key::Data(b"a~.b".to_vec())]);
+            assert_eq!(e.feed(b"\r~B"), vec![Key::Data(b"\r".to_vec()), Key::Break]);
+            let mut e = Escapes::new(b'~');
+            assert_eq!(e.feed(b"~~x"), vec![Key::Data(b"~x".to_vec())]);
+            assert_eq!(e.feed(b"\n~"), vec![Key::Data(b"\n".to_vec())]);
+            assert_eq!(e.feed(b"?"), vec![Key::Help], "split across reads");
+            assert_eq!(e.feed(b"~q"), vec![Key::Data(b"~q".to_vec())]);
+            let mut e = Escapes::new(b'~');
+            assert_eq!(
+                e.feed(b"ls\r~.ignored"),
+                vec![Key::Data(b"ls\r".to_vec()), Key::Quit]
+            );
+        }
+    }
 }

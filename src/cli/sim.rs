@@ -75,6 +75,10 @@ pub struct SimArgs {
     /// Write per-BMC counters as JSON to this file every second and at exit.
     #[arg(long)]
     pub stats_file: Option<PathBuf>,
+    /// The simulated hosts echo what a serial-over-LAN console types, as a
+    /// shell at its prompt would (for SOL round trips).
+    #[arg(long)]
+    pub sol_echo: bool,
 }
 
 pub async fn run(a: SimArgs) -> i32 {
@@ -144,6 +148,7 @@ async fn serve(a: SimArgs) -> Result<(), String> {
     bmc.session_timeout = Duration::from_secs_f64(a.session_timeout.max(0.1));
     bmc.power_delay = Duration::from_millis(a.power_delay_ms);
     bmc.nmi = !a.no_nmi;
+    bmc.sol.echo = a.sol_echo;
     if !(0.0..=1.0).contains(&a.loss) {
         return Err("--loss is a fraction between 0 and 1".into());
     }

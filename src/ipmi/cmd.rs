@@ -11,6 +11,9 @@ pub const CMD_SET_SESSION_PRIV: u8 = 0x3b;
 pub const CMD_CLOSE_SESSION: u8 = 0x3c;
 pub const CMD_GET_CHANNEL_CIPHER_SUITES: u8 = 0x54;
 pub const CMD_GET_SYSTEM_GUID: u8 = 0x37;
+pub const CMD_ACTIVATE_PAYLOAD: u8 = 0x48;
+pub const CMD_DEACTIVATE_PAYLOAD: u8 = 0x49;
+pub const CMD_GET_PAYLOAD_ACTIVATION_STATUS: u8 = 0x4a;
 
 pub const CMD_CHASSIS_STATUS: u8 = 0x01;
 pub const CMD_CHASSIS_CONTROL: u8 = 0x02;
@@ -383,10 +386,172 @@ pub fn disable_boot_flag_timeout_request() -> Vec<u8> {
     vec![0x03, 0x08]
 }
 
+/// The SOL payload type in Activate / Deactivate Payload.
+pub const PAYLOAD_SOL: u8 = 0x01;
+
+/// Activate Payload auxiliary data, byte 1 (IPMI v2.0 table 24-2, SOL).
+pub mod sol_aux {
+    /// Encrypt the SOL payload.
+    pub const ENCRYPT: u8 = 0x80;
+    /// Authenticate the SOL payload.
+    pub const AUTHENTICATE: u8 = 0x40;
+    /// Serial/modem alerts are deferred while SOL is active.
+    pub const ALERTS_DEFERRED: u8 = 0x04;
+    /// The BMC does not assert CTS/DCD/DSR to the host until the console does.
+    pub const BMC_ASSERTS_CTS_FALSE: u8 = 0x02;
+}
+
+/// Names of the Activate Payload completion codes (IPMI v2.0 section 24.1).
+pub fn activate_payload_completion_name(cc: u8) -> &'static str {
+    match cc {
+        0x80 => "payload already active on another session",
+        0x81 => "payload type is disabled",
+        0x82 => "payload activation limit reached",
+        0x83 => "cannot activate payload with encryption",
+        0x84 => "cannot activate payload without encryption",
+        other => completion_name(other),
+    }
+}
+
+/// Names of the Deactivate Payload completion codes (IPMI v2.0 section 24.2).
+pub fn deactivate_payload_completion_name(cc: u8) -> &'static str {
+    match cc {
+        0x80 => "payload already deactivated",
+        0x81 => "payload type is disabled",
+        other => completion_name(other),
+    }
+}
+
+/// Activate Payload request data: type, instance, auxiliary data (4 bytes).
+pub fn activate_payload_request(payload_type: u8, instance: u8, aux: u8) -> Vec<u8> {
+    vec![payload_type & 0x3f, instance & 0x0f, aux, 0, 0, 0]
+}
+
+/// Deactivate Payload request data: type, instance, auxiliary data (4 bytes, zero).
+pub fn deactivate_payload_request(payload_type: u8, instance: u8) -> Vec<u8> {
+    vec![payload_type & 0x3f, instance & 0x0f, 0, 0, 0, 0]
+}
+
+/// A successful Activate Payload response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PayloadActivation {
+    /// Auxiliary data, as the BMC echoes it (for SOL: test mode bit only).
+    pub aux: u32,
+    /// The most payload bytes the BMC accepts in one packet.
+    pub inbound_size: u16,
+    /// The most payload bytes the BMC sends in one packet.
+    pub outbound_size: u16,
+    /// The UDP port the payload uses (normally the session's port).
+    pub port: u16,
+    /// 0xffff when no VLAN is used.
+    pub vlan: u16,
+}
+
+impl PayloadActivation {
+    pub fn parse(d: &[u8]) -> Option<PayloadActivation> {
+        let d = d.get(..12)?;
+        let u16_at = |i: usize| u16::from_le_bytes([d[i], d[i + 1]]);
+        Some(PayloadActivation {
+            aux: u32::from_le_bytes([d[0], d[1], d[2], d[3]]),
+            inbound_size: u16_at(4),
+            outbound_size: u16_at(6),
+            port: u16_at(8),
+            vlan: u16_at(10),
+        })
+    }
+
+    /// The BMC side: response data.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = self.aux.to_le_bytes().to_vec();
+        for x in [self.inbound_size, self.outbound_size, self.port, self.vlan] {
+            v.extend_from_slice(&x.to_le_bytes());
+        }
+        v
+    }
+}
+
+/// Get Payload Activation Status response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PayloadActivationStatus {
+    /// How many instances of the payload the BMC supports.
+    pub capacity: u8,
+    /// Bit n-1 set when instance n is active.
+    pub active: u16,
+}
+
+impl PayloadActivationStatus {
+    pub fn parse(d: &[u8]) -> Option<PayloadActivationStatus> {
+        Some(PayloadActivationStatus {
+            capacity: d.first()? & 0x0f,
+            active: u16::from_le_bytes([*d.get(1)?, *d.get(2)?]),
+        })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let a = self.active.to_le_bytes();
+        vec![self.capacity & 0x0f, a[0], a[1]]
+    }
+
+    pub fn is_active(&self, instance: u8) -> bool {
+        (1..=16).contains(&instance) && self.active & (1 << (instance - 1)) != 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ipmi::crypto::CipherSuite;
+
+    #[test]
+    fn activate_payload_as_ipmitool_and_ipmi_sim_send_it() {
+        // Captured from ipmitool `sol activate` against ipmi_sim (suite 3).
+        assert_eq!(
+            activate_payload_request(
+                PAYLOAD_SOL,
+                1,
+                sol_aux::ENCRYPT
+                    | sol_aux::AUTHENTICATE
+                    | sol_aux::ALERTS_DEFERRED
+                    | sol_aux::BMC_ASSERTS_CTS_FALSE
+            ),
+            vec![0x01, 0x01, 0xc6, 0, 0, 0]
+        );
+        // ipmi_sim's answer on UDP port 17000: inbound 32, outbound 16384, no VLAN.
+        let rs = [0, 0, 0, 0, 0x20, 0x00, 0x00, 0x40, 0x68, 0x42, 0xff, 0xff];
+        let a = PayloadActivation::parse(&rs).unwrap();
+        assert_eq!(
+            a,
+            PayloadActivation {
+                aux: 0,
+                inbound_size: 32,
+                outbound_size: 16384,
+                port: 17000,
+                vlan: 0xffff
+            }
+        );
+        assert_eq!(a.encode(), rs.to_vec());
+        assert!(PayloadActivation::parse(&rs[..11]).is_none());
+        assert_eq!(
+            deactivate_payload_request(PAYLOAD_SOL, 1),
+            vec![1, 1, 0, 0, 0, 0]
+        );
+        let st = PayloadActivationStatus::parse(&[0x01, 0x01, 0x00]).unwrap();
+        assert!(st.is_active(1) && !st.is_active(2) && !st.is_active(0));
+        assert_eq!(st.encode(), vec![1, 1, 0]);
+        assert!(PayloadActivationStatus::parse(&[1, 1]).is_none());
+        assert_eq!(
+            activate_payload_completion_name(0x80),
+            "payload already active on another session"
+        );
+        assert_eq!(
+            activate_payload_completion_name(0x82),
+            "payload activation limit reached"
+        );
+        assert_eq!(
+            deactivate_payload_completion_name(0x80),
+            "payload already deactivated"
+        );
+    }
 
     #[test]
     fn boot_flags_pxe_persistent_uefi() {

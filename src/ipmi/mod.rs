@@ -6,6 +6,7 @@
 //! - [`rakp`]: Open Session and RAKP 1-4 messages;
 //! - [`cmd`]: typed commands (chassis, boot options, device id, session commands);
 //! - [`session`]: the client session state machine (handshake, retransmit, keepalive, re-open);
+//! - [`sol`]: Serial-over-LAN: the SOL payload codec and a symmetric sans-IO endpoint;
 //! - [`client`]: the thin tokio layer that owns a UDP socket and drives a session.
 
 pub mod client;
@@ -14,9 +15,10 @@ pub mod crypto;
 pub mod error;
 pub mod rakp;
 pub mod session;
+pub mod sol;
 pub mod wire;
 
-pub use client::IpmiClient;
+pub use client::{IpmiClient, SolConsole, SolOptions};
 pub use cmd::{BootDevice, BootFlags, ChassisControl, PowerState, Privilege};
 pub use error::IpmiError;
 pub use session::SessionConfig;

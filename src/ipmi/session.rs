@@ -140,6 +140,12 @@ pub enum Event {
     },
     /// The session was closed (after `close`).
     Closed,
+    /// A non-IPMI payload (SOL) arrived in the session: authenticated,
+    /// decrypted and past the sequence-number window, as IPMI responses are.
+    Payload {
+        payload_type: PayloadType,
+        data: Vec<u8>,
+    },
 }
 
 /// Counters for observability and tests.
@@ -377,6 +383,69 @@ impl ClientSession {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)
+    }
+
+    /// `close` was called: the session is going away on purpose.
+    pub fn is_closing(&self) -> bool {
+        self.close_requested
+    }
+
+    /// The BMC's id of the session in use, while one is active.
+    pub fn bmc_session_id(&self) -> Option<u32> {
+        self.is_active().then_some(self.bmc_sid)
+    }
+
+    /// The cipher suite of the session in use, while one is active.
+    pub fn active_suite(&self) -> Option<CipherSuite> {
+        self.keys
+            .as_ref()
+            .filter(|_| self.is_active())
+            .map(|k| k.suite)
+    }
+
+    /// Change the idle time after which a keepalive is sent (for instance a
+    /// shorter one while SOL is active, so a dead BMC is noticed sooner).
+    pub fn set_keepalive(&mut self, keepalive: Option<Duration>) {
+        self.cfg.keepalive = keepalive;
+    }
+
+    pub fn keepalive(&self) -> Option<Duration> {
+        self.cfg.keepalive
+    }
+
+    /// Wrap a non-IPMI payload (SOL) into the active session: the next session
+    /// sequence number, integrity and confidentiality as for IPMI messages.
+    /// The datagram is returned rather than queued, so the caller can send it
+    /// to the payload's own UDP port. Payloads are not retransmitted here:
+    /// their protocol does that.
+    pub fn send_payload(
+        &mut self,
+        payload_type: PayloadType,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, IpmiError> {
+        if !self.is_active() || self.keys.is_none() {
+            return Err(IpmiError::Closed);
+        }
+        if payload.len() > u16::MAX as usize - 64 {
+            return Err(IpmiError::Config(format!(
+                "payload of {} bytes does not fit in a packet",
+                payload.len()
+            )));
+        }
+        self.out_seq = self.out_seq.wrapping_add(1);
+        if self.out_seq == 0 {
+            self.out_seq = 1;
+        }
+        let mut iv = [0u8; 16];
+        self.rng.fill_bytes(&mut iv);
+        Ok(wire::encode_v20(
+            payload_type,
+            self.bmc_sid,
+            self.out_seq,
+            payload,
+            self.keys.as_ref(),
+            iv,
+        ))
     }
 
     /// Queue an IPMI command; the answer arrives as `Event::Response` with this id.
@@ -825,7 +894,7 @@ impl ClientSession {
                     Err(e) => self.drop_packet(&e.to_string()),
                 }
             }
-            PayloadType::Ipmi => {
+            PayloadType::Ipmi | PayloadType::Sol => {
                 if p.session_id != self.console_sid || self.keys.is_none() {
                     self.drop_packet("stray session packet");
                     return;
@@ -840,6 +909,16 @@ impl ClientSession {
                 };
                 if !self.in_window.accept(p.session_seq) {
                     return self.drop_packet("sequence number outside window or replayed");
+                }
+                if p.payload_type != PayloadType::Ipmi {
+                    if !self.is_active() {
+                        return self.drop_packet("payload outside an active session");
+                    }
+                    self.events.push_back(Event::Payload {
+                        payload_type: p.payload_type,
+                        data: plain,
+                    });
+                    return;
                 }
                 match IpmiResponse::decode(&plain) {
                     Ok(rs) => self.on_session_response(now, rs),

@@ -1,18 +1,75 @@
 //! The simulated BMC as a sans-IO state machine: RMCP+ server side (suites 3 and
-//! 17), a session table with a limit and idle expiry, and the machine behind it
-//! (power with transition delays, boot flags, NMI counter).
+//! 17), a session table with a limit and idle expiry, the machine behind it
+//! (power with transition delays, boot flags, NMI counter) and its serial
+//! port, reachable over Serial-over-LAN (one SOL instance, the BMC side of
+//! [`SolEndpoint`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rand::{rngs::StdRng, RngCore, SeedableRng};
 use zeroize::Zeroizing;
 
 use crate::ipmi::cmd::{self, AuthCaps, BootFlags, ChassisControl, Privilege};
+use crate::ipmi::cmd::{PayloadActivation, PayloadActivationStatus};
 use crate::ipmi::crypto::{key20, CipherSuite, RakpParams, SessionKeys};
 use crate::ipmi::rakp::{OpenSessionRequest, OpenSessionResponse, Rakp1, Rakp2, Rakp3, Rakp4};
 use crate::ipmi::session::SeqWindow;
+use crate::ipmi::sol::{Role, SolConfig, SolEndpoint, SolEvent, SolStats};
 use crate::ipmi::wire::{self, IpmiRequest, IpmiResponse, Packet, PayloadType, V20Packet};
+
+/// Serial-over-LAN settings of a simulated BMC.
+#[derive(Debug, Clone)]
+pub struct SolSimConfig {
+    /// Whether the SOL payload is offered (Activate Payload answers 0x81 otherwise).
+    pub enabled: bool,
+    /// Payload sizes announced in Activate Payload: what the BMC takes in one
+    /// packet, and what it sends (both including the 4-byte SOL header).
+    pub inbound_size: u16,
+    pub outbound_size: u16,
+    /// Resend interval and resends of an unACKed SOL packet; after the last
+    /// one its characters are dropped, as ipmi_sim does.
+    pub retransmit: Duration,
+    pub retries: u32,
+    /// The host echoes what the console types (a shell at a prompt would).
+    pub echo: bool,
+}
+
+impl Default for SolSimConfig {
+    fn default() -> Self {
+        SolSimConfig {
+            enabled: true,
+            inbound_size: 204,
+            outbound_size: 204,
+            retransmit: Duration::from_millis(500),
+            retries: 6,
+            echo: false,
+        }
+    }
+}
+
+/// The host end of the simulated serial port.
+#[derive(Debug, Default, Clone)]
+pub struct HostSerial {
+    /// What the console typed, not yet taken by `host_read`.
+    pub input: Vec<u8>,
+    /// Echo the console's keystrokes back (see [`SolSimConfig::echo`]).
+    pub echo: bool,
+    /// Breaks the console generated.
+    pub breaks: u64,
+    /// Host output written while no console had SOL active (lost, as on a
+    /// real serial port nobody listens to).
+    pub unheard: u64,
+    /// Host output dropped after the console failed to ACK it.
+    pub discarded: u64,
+}
+
+/// The active SOL payload instance.
+struct SolActive {
+    sid: u32,
+    ep: SolEndpoint,
+}
 
 /// Static configuration of one simulated BMC.
 #[derive(Clone)]
@@ -30,6 +87,9 @@ pub struct BmcConfig {
     pub product_id: u16,
     /// Whether the NMI (diagnostic interrupt) is offered.
     pub nmi: bool,
+    /// The UDP port named in Activate Payload (the BMC's own; the fleet sets it).
+    pub port: u16,
+    pub sol: SolSimConfig,
 }
 
 impl BmcConfig {
@@ -46,6 +106,8 @@ impl BmcConfig {
             manufacturer_id: 0,
             product_id: 0x5352,
             nmi: true,
+            port: 623,
+            sol: SolSimConfig::default(),
         }
     }
 }
@@ -66,6 +128,8 @@ pub struct BmcStats {
     pub power_on: bool,
     pub resets: u64,
     pub boots: u64,
+    /// SOL is active in some session.
+    pub sol_active: bool,
 }
 
 /// The machine behind the BMC.
@@ -155,6 +219,23 @@ struct Active {
     window: SeqWindow,
     out_seq: u32,
     last_seen: Instant,
+    /// Where the console's last packet came from (SOL packets go there).
+    peer: Option<SocketAddr>,
+}
+
+impl Active {
+    /// Wrap a payload in this session (next sequence number, keys).
+    fn seal(&mut self, pt: PayloadType, payload: &[u8], iv: [u8; 16]) -> Vec<u8> {
+        self.out_seq = self.out_seq.wrapping_add(1).max(1);
+        wire::encode_v20(
+            pt,
+            self.console_sid,
+            self.out_seq,
+            payload,
+            Some(&self.keys),
+            iv,
+        )
+    }
 }
 
 enum Slot {
@@ -177,16 +258,28 @@ pub struct Bmc {
     rng: StdRng,
     sessions: HashMap<u32, Slot>,
     pub machine: Machine,
+    /// The host's serial port, behind SOL.
+    pub host: HostSerial,
+    sol: Option<SolActive>,
+    /// Datagrams the BMC sends on its own (SOL), with their destination.
+    out: VecDeque<(Option<SocketAddr>, Vec<u8>)>,
     stats: BmcStats,
 }
 
 impl Bmc {
     pub fn new(cfg: BmcConfig, seed: u64) -> Self {
+        let host = HostSerial {
+            echo: cfg.sol.echo,
+            ..HostSerial::default()
+        };
         Bmc {
             cfg,
             rng: StdRng::seed_from_u64(seed),
             sessions: HashMap::new(),
             machine: Machine::default(),
+            host,
+            sol: None,
+            out: VecDeque::new(),
             stats: BmcStats::default(),
         }
     }
@@ -209,12 +302,117 @@ impl Bmc {
         s.power_on = self.machine.on;
         s.resets = self.machine.resets;
         s.boots = self.machine.boots.len() as u64;
+        s.sol_active = self.sol.is_some();
         s
     }
 
-    /// Forget every session, as a BMC reset would.
+    /// Forget every session, as a BMC reset would (SOL goes with them).
     pub fn drop_sessions(&mut self) {
         self.sessions.clear();
+        self.sol = None;
+    }
+
+    /// The host writes to its serial port. While a console has SOL active the
+    /// characters go to it (returns how many the SOL buffer took); otherwise
+    /// they are lost, as on a real serial port.
+    pub fn host_write(&mut self, bytes: &[u8]) -> usize {
+        match &mut self.sol {
+            Some(s) => s.ep.write(bytes).unwrap_or(0),
+            None => {
+                self.host.unheard += bytes.len() as u64;
+                0
+            }
+        }
+    }
+
+    /// The host reads what the console typed.
+    pub fn host_read(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.host.input)
+    }
+
+    pub fn sol_active(&self) -> bool {
+        self.sol.is_some()
+    }
+
+    /// Counters of the active SOL link.
+    pub fn sol_stats(&self) -> Option<SolStats> {
+        self.sol.as_ref().map(|s| s.ep.stats())
+    }
+
+    /// Characters written by the host and not yet ACKed by the console.
+    pub fn sol_pending(&self) -> usize {
+        self.sol.as_ref().map_or(0, |s| s.ep.pending())
+    }
+
+    /// A datagram the BMC sends on its own (SOL data, ACKs, resends), with the
+    /// address of the console it is for (`None` when `handle` was fed without one).
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<(Option<SocketAddr>, Vec<u8>)> {
+        self.pump_sol(now);
+        self.out.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sol.as_ref().and_then(|s| s.ep.poll_timeout())
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire(now);
+        if let Some(s) = &mut self.sol {
+            s.ep.handle_timeout(now);
+        }
+        self.sol_events();
+    }
+
+    /// Wrap what the SOL endpoint has to send into its session.
+    fn pump_sol(&mut self, now: Instant) {
+        let Some(sol) = &mut self.sol else {
+            return;
+        };
+        let Some(Slot::Active(a)) = self.sessions.get_mut(&sol.sid) else {
+            // The session went away under SOL.
+            self.sol = None;
+            return;
+        };
+        while let Some(p) = sol.ep.poll_transmit(now) {
+            let mut iv = [0u8; 16];
+            self.rng.fill_bytes(&mut iv);
+            let d = a.seal(PayloadType::Sol, &p, iv);
+            self.out.push_back((a.peer, d));
+        }
+    }
+
+    /// Take the SOL endpoint's events: keystrokes reach the host.
+    fn sol_events(&mut self) {
+        let Some(sol) = &mut self.sol else {
+            return;
+        };
+        while let Some(ev) = sol.ep.poll_event() {
+            match ev {
+                SolEvent::Data(d) => {
+                    if self.host.echo {
+                        let _ = sol.ep.write(&d);
+                    }
+                    self.host.input.extend_from_slice(&d);
+                }
+                SolEvent::Break => self.host.breaks += 1,
+                SolEvent::FlushInbound => self.host.input.clear(),
+                SolEvent::Discarded(n) => self.host.discarded += n as u64,
+                _ => {}
+            }
+        }
+    }
+
+    /// End SOL. When another session ends it, the console that had it is told
+    /// (a "SOL deactivating" status packet).
+    fn end_sol(&mut self, now: Instant, notify: bool) {
+        if let Some(s) = &mut self.sol {
+            if notify {
+                s.ep.deactivate();
+                self.pump_sol(now);
+            }
+        }
+        self.sol = None;
     }
 
     /// Set the power state directly (a person pressing the button).
@@ -233,6 +431,11 @@ impl Bmc {
             };
             now.duration_since(s.last_seen()) < limit
         });
+        if let Some(sol) = &self.sol {
+            if !matches!(self.sessions.get(&sol.sid), Some(Slot::Active(_))) {
+                self.sol = None;
+            }
+        }
     }
 
     fn drop_packet(&mut self, why: &str) -> Option<Vec<u8>> {
@@ -243,6 +446,29 @@ impl Bmc {
 
     /// Handle one datagram; the answer, if any, goes back to the sender.
     pub fn handle(&mut self, now: Instant, buf: &[u8]) -> Option<Vec<u8>> {
+        self.handle_from(now, buf, None)
+    }
+
+    /// Handle one datagram from `peer`: the answer, if any, goes back to it,
+    /// and the session remembers it for the packets SOL sends on its own
+    /// (drained with `poll_transmit`).
+    pub fn handle_from(
+        &mut self,
+        now: Instant,
+        buf: &[u8],
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let r = self.handle_inner(now, buf, peer);
+        self.sol_events();
+        r
+    }
+
+    fn handle_inner(
+        &mut self,
+        now: Instant,
+        buf: &[u8],
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
         self.expire(now);
         self.machine.tick(now);
         match wire::decode(buf) {
@@ -265,7 +491,7 @@ impl Bmc {
                 let rs = self.sessionless(payload)?;
                 Some(wire::encode_v15(0, 0, &rs.encode()))
             }
-            Ok(Packet::V20(p)) => self.on_v20(now, p),
+            Ok(Packet::V20(p)) => self.on_v20(now, p, peer),
         }
     }
 
@@ -309,7 +535,12 @@ impl Bmc {
         }
     }
 
-    fn on_v20(&mut self, now: Instant, p: V20Packet<'_>) -> Option<Vec<u8>> {
+    fn on_v20(
+        &mut self,
+        now: Instant,
+        p: V20Packet<'_>,
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
         let v20 =
             |pt: PayloadType, body: Vec<u8>| Some(wire::encode_v20(pt, 0, 0, &body, None, [0; 16]));
         match p.payload_type {
@@ -320,7 +551,8 @@ impl Bmc {
                 let rs = self.sessionless(p.payload)?;
                 v20(PayloadType::Ipmi, rs.encode())
             }
-            PayloadType::Ipmi => self.in_session(now, p),
+            PayloadType::Ipmi => self.in_session(now, p, peer),
+            PayloadType::Sol => self.sol_packet(now, p, peer),
             PayloadType::OpenSessionRequest => {
                 let rq = match OpenSessionRequest::decode(p.payload) {
                     Ok(r) => r,
@@ -528,50 +760,81 @@ impl Bmc {
                 window: SeqWindow::default(),
                 out_seq: 0,
                 last_seen: now,
+                peer: None,
             }),
         );
         self.stats.sessions_opened += 1;
         Some(rakp4)
     }
 
-    fn in_session(&mut self, now: Instant, p: V20Packet<'_>) -> Option<Vec<u8>> {
-        let sid = p.session_id;
-        let plain = {
-            let Some(Slot::Active(a)) = self.sessions.get_mut(&sid) else {
-                return self.drop_packet("unknown session");
-            };
-            match p.open(&a.keys) {
-                Ok(v) if a.window.accept(p.session_seq) => {
-                    a.last_seen = now;
-                    v
-                }
-                Ok(_) => return self.drop_packet("session sequence number refused"),
-                Err(e) => return self.drop_packet(&e.to_string()),
-            }
+    /// Check and open an in-session packet; the plaintext payload.
+    fn open_in_session(
+        &mut self,
+        now: Instant,
+        p: &V20Packet<'_>,
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let Some(Slot::Active(a)) = self.sessions.get_mut(&p.session_id) else {
+            self.drop_packet("unknown session");
+            return None;
         };
+        match p.open(&a.keys) {
+            Ok(v) if a.window.accept(p.session_seq) => {
+                a.last_seen = now;
+                if peer.is_some() {
+                    a.peer = peer;
+                }
+                Some(v)
+            }
+            Ok(_) => self.drop_packet("session sequence number refused"),
+            Err(e) => self.drop_packet(&e.to_string()),
+        }
+    }
+
+    fn sol_packet(
+        &mut self,
+        now: Instant,
+        p: V20Packet<'_>,
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let plain = self.open_in_session(now, &p, peer)?;
+        match &mut self.sol {
+            Some(s) if s.sid == p.session_id => {
+                if let Err(e) = s.ep.handle_packet(now, &plain) {
+                    return self.drop_packet(&format!("SOL: {e}"));
+                }
+                None
+            }
+            _ => self.drop_packet("SOL packet in a session without SOL"),
+        }
+    }
+
+    fn in_session(
+        &mut self,
+        now: Instant,
+        p: V20Packet<'_>,
+        peer: Option<SocketAddr>,
+    ) -> Option<Vec<u8>> {
+        let sid = p.session_id;
+        let plain = self.open_in_session(now, &p, peer)?;
         let rq = match IpmiRequest::decode(&plain) {
             Ok(r) => r,
             Err(e) => return self.drop_packet(&e.to_string()),
         };
         self.stats.commands += 1;
         let (rs, close) = self.command(now, sid, &rq);
+        let mut iv = [0u8; 16];
+        self.rng.fill_bytes(&mut iv);
         let a = match self.sessions.get_mut(&sid) {
             Some(Slot::Active(a)) => a,
             _ => return None,
         };
-        a.out_seq = a.out_seq.wrapping_add(1).max(1);
-        let mut iv = [0u8; 16];
-        self.rng.fill_bytes(&mut iv);
-        let out = wire::encode_v20(
-            PayloadType::Ipmi,
-            a.console_sid,
-            a.out_seq,
-            &rs.encode(),
-            Some(&a.keys),
-            iv,
-        );
+        let out = a.seal(PayloadType::Ipmi, &rs.encode(), iv);
         if close {
             self.sessions.remove(&sid);
+            if self.sol.as_ref().is_some_and(|s| s.sid == sid) {
+                self.sol = None;
+            }
         }
         Some(out)
     }
@@ -630,6 +893,9 @@ impl Bmc {
                     return (rq.respond(0, &[]), true);
                 }
                 if self.sessions.remove(&target).is_some() {
+                    if self.sol.as_ref().is_some_and(|s| s.sid == target) {
+                        self.sol = None;
+                    }
                     rq.respond(0, &[])
                 } else {
                     rq.respond(0x87, &[])
@@ -658,9 +924,96 @@ impl Bmc {
                 self.set_boot_option(now, rq)
             }
             (cmd::NETFN_CHASSIS, cmd::CMD_GET_BOOT_OPTIONS) => self.get_boot_option(rq),
+            (cmd::NETFN_APP, cmd::CMD_ACTIVATE_PAYLOAD) => self.activate_payload(sid, rq),
+            (cmd::NETFN_APP, cmd::CMD_DEACTIVATE_PAYLOAD) => self.deactivate_payload(now, sid, rq),
+            (cmd::NETFN_APP, cmd::CMD_GET_PAYLOAD_ACTIVATION_STATUS) => {
+                match rq.data.first().map(|t| t & 0x3f) {
+                    None => rq.respond(0xc7, &[]),
+                    Some(cmd::PAYLOAD_SOL) => rq.respond(
+                        0,
+                        &PayloadActivationStatus {
+                            capacity: 1,
+                            active: u16::from(self.sol.is_some()),
+                        }
+                        .encode(),
+                    ),
+                    Some(_) => rq.respond(0xcc, &[]),
+                }
+            }
             _ => rq.respond(0xc1, &[]),
         };
         (r, false)
+    }
+
+    fn activation(&self) -> PayloadActivation {
+        PayloadActivation {
+            aux: 0,
+            inbound_size: self.cfg.sol.inbound_size,
+            outbound_size: self.cfg.sol.outbound_size,
+            port: self.cfg.port,
+            vlan: 0xffff,
+        }
+    }
+
+    /// Activate Payload (SOL, instance 1). The payload is protected as the
+    /// session's suite says, whatever the auxiliary data asks (as ipmi_sim).
+    fn activate_payload(&mut self, sid: u32, rq: &IpmiRequest) -> IpmiResponse {
+        let (Some(&ptype), Some(&instance)) = (rq.data.first(), rq.data.get(1)) else {
+            return rq.respond(0xc7, &[]);
+        };
+        if rq.data.len() < 6 {
+            return rq.respond(0xc7, &[]);
+        }
+        if ptype & 0x3f != cmd::PAYLOAD_SOL || instance & 0x0f != 1 {
+            return rq.respond(0xcc, &[]);
+        }
+        if !self.cfg.sol.enabled {
+            return rq.respond(0x81, &[]);
+        }
+        if self.session_privilege(sid) < Privilege::User as u8 {
+            return rq.respond(0xd4, &[]);
+        }
+        // The same session again (its answer was lost and the request resent,
+        // or the console lost the link and starts over): a fresh link, keeping
+        // the host output the console never ACKed.
+        let carried = match &mut self.sol {
+            Some(s) if s.sid == sid => s.ep.close(),
+            Some(_) => return rq.respond(0x80, &[]),
+            None => Vec::new(),
+        };
+        let mut c = SolConfig::new(Role::Bmc);
+        c.max_data = (self.cfg.sol.outbound_size as usize)
+            .saturating_sub(crate::ipmi::sol::HEADER_LEN)
+            .clamp(1, crate::ipmi::sol::MAX_DATA);
+        c.retransmit = self.cfg.sol.retransmit;
+        c.retries = self.cfg.sol.retries;
+        c.send_capacity = 4 * 1024 * 1024;
+        let mut ep = SolEndpoint::new(c);
+        let _ = ep.write(&carried);
+        self.sol = Some(SolActive { sid, ep });
+        rq.respond(0, &self.activation().encode())
+    }
+
+    /// Deactivate Payload: any session may end SOL (ipmitool and Ironic do this
+    /// to take over a stale console); the console that had it is told.
+    fn deactivate_payload(&mut self, now: Instant, sid: u32, rq: &IpmiRequest) -> IpmiResponse {
+        let (Some(&ptype), Some(&instance)) = (rq.data.first(), rq.data.get(1)) else {
+            return rq.respond(0xc7, &[]);
+        };
+        if ptype & 0x3f != cmd::PAYLOAD_SOL || instance & 0x0f != 1 {
+            return rq.respond(0xcc, &[]);
+        }
+        if !self.cfg.sol.enabled {
+            return rq.respond(0x81, &[]);
+        }
+        match &self.sol {
+            None => rq.respond(0x80, &[]),
+            Some(s) => {
+                let other = s.sid != sid;
+                self.end_sol(now, other);
+                rq.respond(0, &[])
+            }
+        }
     }
 
     fn chassis_control(&mut self, now: Instant, ctl: ChassisControl) -> Result<(), u8> {

@@ -1,8 +1,9 @@
 //! The BMC fleet simulator (`ironrack sim`): one process serving N simulated BMCs
 //! on consecutive UDP ports, with fault injection.
 //!
-//! The protocol lives in [`bmc`] (sans-IO); this module only moves datagrams and
-//! applies faults (loss, latency, unresponsive BMCs).
+//! The protocol lives in [`bmc`] (sans-IO); this module only moves datagrams,
+//! runs the BMCs' timers (SOL resends) and applies faults (loss, latency,
+//! unresponsive BMCs) to every datagram, SOL included.
 
 pub mod bmc;
 pub mod redfish;
@@ -14,9 +15,12 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 use tokio::net::UdpSocket;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-pub use bmc::{Bmc, BmcConfig, BmcStats};
+use crate::ipmi::sol::SolStats;
+
+pub use bmc::{Bmc, BmcConfig, BmcStats, HostSerial, SolSimConfig};
 
 /// Faults applied to one BMC, changeable while it runs.
 #[derive(Debug, Default)]
@@ -70,20 +74,61 @@ pub struct SimBmc {
     pub addr: SocketAddr,
     pub core: Mutex<Bmc>,
     pub faults: Faults,
+    /// Wakes the serving task when the BMC has something to send on its own.
+    wake: Notify,
 }
 
 impl SimBmc {
-    /// Run `f` on the BMC core.
+    /// Run `f` on the BMC core. Whatever `f` leaves to send (host output on
+    /// SOL, say) goes out at once.
     pub fn with<R>(&self, f: impl FnOnce(&mut Bmc) -> R) -> R {
-        let mut g = match self.core.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
+        let r = {
+            let mut g = match self.core.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            f(&mut g)
         };
-        f(&mut g)
+        self.wake.notify_one();
+        r
     }
 
     pub fn stats(&self) -> BmcStats {
         self.with(|b| b.stats(Instant::now()))
+    }
+
+    /// The simulated host writes to its serial port (see [`Bmc::host_write`]):
+    /// it reaches the console with SOL active. Returns how many bytes SOL took.
+    pub fn host_write(&self, bytes: &[u8]) -> usize {
+        self.with(|b| b.host_write(bytes))
+    }
+
+    /// What the console typed, as the host reads it.
+    pub fn host_read(&self) -> Vec<u8> {
+        self.with(|b| b.host_read())
+    }
+
+    /// Make the simulated host echo keystrokes (or stop).
+    pub fn set_host_echo(&self, on: bool) {
+        self.with(|b| b.host.echo = on)
+    }
+
+    /// The host side of the serial port (counters, unread input).
+    pub fn host(&self) -> HostSerial {
+        self.with(|b| b.host.clone())
+    }
+
+    pub fn sol_active(&self) -> bool {
+        self.with(|b| b.sol_active())
+    }
+
+    pub fn sol_stats(&self) -> Option<SolStats> {
+        self.with(|b| b.sol_stats())
+    }
+
+    /// Host output not yet ACKed by the console.
+    pub fn sol_pending(&self) -> usize {
+        self.with(|b| b.sol_pending())
     }
 }
 
@@ -135,10 +180,12 @@ impl Fleet {
             let local = sock.local_addr()?;
             let mut bcfg = cfg.bmc.clone();
             bcfg.guid[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            bcfg.port = local.port();
             let bmc = Arc::new(SimBmc {
                 addr: local,
                 core: Mutex::new(Bmc::new(bcfg, rand::random::<u64>() ^ i as u64)),
                 faults: Faults::default(),
+                wake: Notify::new(),
             });
             bmc.faults.set_loss(cfg.loss);
             bmc.faults.set_latency(cfg.latency, cfg.jitter);
@@ -162,34 +209,78 @@ impl Drop for Fleet {
     }
 }
 
+/// Send a datagram through the faults: unresponsive and lossy BMCs drop it,
+/// latency delays it.
+async fn send_faulty(sock: &Arc<UdpSocket>, bmc: &SimBmc, d: Vec<u8>, peer: SocketAddr) {
+    if bmc.faults.unresponsive.load(Ordering::Relaxed) || bmc.faults.lose() {
+        return;
+    }
+    let delay = bmc.faults.delay();
+    if delay.is_zero() {
+        let _ = sock.send_to(&d, peer).await;
+    } else {
+        let sock = sock.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = sock.send_to(&d, peer).await;
+        });
+    }
+}
+
 async fn serve(sock: Arc<UdpSocket>, bmc: Arc<SimBmc>) {
     let mut buf = vec![0u8; 2048];
     loop {
-        let (n, peer) = match sock.recv_from(&mut buf).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!("sim {}: recv error: {e}", bmc.addr);
-                continue;
+        // What the BMC sends on its own: SOL data, ACKs and resends.
+        let now = Instant::now();
+        let (outgoing, deadline) = {
+            let mut g = match bmc.core.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            g.handle_timeout(now);
+            let mut v = Vec::new();
+            while let Some(x) = g.poll_transmit(now) {
+                v.push(x);
+            }
+            (v, g.poll_timeout())
+        };
+        for (peer, d) in outgoing {
+            if let Some(peer) = peer {
+                send_faulty(&sock, &bmc, d, peer).await;
+            }
+        }
+        let sleep = async {
+            match deadline {
+                Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+                None => std::future::pending().await,
             }
         };
-        if bmc.faults.unresponsive.load(Ordering::Relaxed) || bmc.faults.lose() {
-            continue;
-        }
-        let Some(reply) = bmc.with(|b| b.handle(Instant::now(), &buf[..n])) else {
-            continue;
-        };
-        if bmc.faults.lose() {
-            continue;
-        }
-        let delay = bmc.faults.delay();
-        if delay.is_zero() {
-            let _ = sock.send_to(&reply, peer).await;
-        } else {
-            let sock = sock.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = sock.send_to(&reply, peer).await;
-            });
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let (n, peer) = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::debug!("sim {}: recv error: {e}", bmc.addr);
+                        continue;
+                    }
+                };
+                if bmc.faults.unresponsive.load(Ordering::Relaxed) || bmc.faults.lose() {
+                    continue;
+                }
+                let data = buf.get(..n).unwrap_or_default();
+                let reply = {
+                    let mut g = match bmc.core.lock() {
+                        Ok(g) => g,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    g.handle_from(Instant::now(), data, Some(peer))
+                };
+                if let Some(reply) = reply {
+                    send_faulty(&sock, &bmc, reply, peer).await;
+                }
+            }
+            _ = sleep => {}
+            _ = bmc.wake.notified() => {}
         }
     }
 }

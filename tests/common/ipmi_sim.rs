@@ -18,6 +18,19 @@ pub struct IpmiSim {
 
 impl IpmiSim {
     pub async fn start() -> IpmiSim {
+        Self::start_inner(None).await
+    }
+
+    /// ipmi_sim with SOL instance 1 wired to `telnet:127.0.0.1:SOL_PORT`.
+    /// ipmi_sim connects to that port when it starts (and retries only every
+    /// 10 s), so the caller listens there first. It speaks telnet: it opens
+    /// with IAC DO/WILL BINARY and IAC DONT/WONT ECHO, and parses IAC
+    /// sequences in what the host sends.
+    pub async fn start_with_sol(sol_port: u16) -> IpmiSim {
+        Self::start_inner(Some(sol_port)).await
+    }
+
+    async fn start_inner(sol_port: Option<u16>) -> IpmiSim {
         require("ipmi_sim");
         let dir = Scratch::new("ipmi-sim");
         let pwfile = dir.file("pw", PASSWORD);
@@ -28,6 +41,7 @@ impl IpmiSim {
             .arg(root.join("scripts/start-ipmi-sim.sh"))
             .arg(&state)
             .arg(port.to_string())
+            .args(sol_port.map(|p| p.to_string()))
             .env("IRONRACK_IPMI_SIM_PASSWORD_FILE", &pwfile)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
