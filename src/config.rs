@@ -19,6 +19,8 @@ pub struct Config {
     pub http_boot: Option<HttpBootConfig>,
     /// How per-node boot configs are rendered and looked up.
     pub boot: BootConfig,
+    /// Serial consoles bridged to TCP.
+    pub console: ConsoleConfig,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -276,6 +278,46 @@ impl Default for BootConfig {
             unknown_mac: UnknownMac::Default,
             default_boot_mode: "uefi".into(),
             kernel_append_params: "nofb nomodeset vga=normal".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// The address console ports listen on, and the host in `console_info`:
+    /// the agent's management address.
+    pub host: String,
+    /// TCP ports handed to consoles, `FIRST-LAST`.
+    pub port_range: String,
+    /// Console logs, one directory per node.
+    pub log_dir: PathBuf,
+    /// A console log file is rotated past this size.
+    pub log_max_bytes: u64,
+    /// Log files kept per node.
+    pub log_keep: usize,
+    /// Recent output shown to a viewer on connect.
+    pub replay_bytes: usize,
+    pub max_viewers: usize,
+    /// When set, viewers must send this file's first line before anything else.
+    pub token_file: Option<PathBuf>,
+    /// Take over a SOL payload another session left active (Ironic does the
+    /// same with `sol deactivate` before `sol activate`).
+    pub console_force: bool,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            host: "127.0.0.1".into(),
+            port_range: "10000-10999".into(),
+            log_dir: PathBuf::from("console-logs"),
+            log_max_bytes: 4 << 20,
+            log_keep: 5,
+            replay_bytes: 16 << 10,
+            max_viewers: 32,
+            token_file: None,
+            console_force: true,
         }
     }
 }
