@@ -5,6 +5,7 @@
 //! - `error`: Ironic's error body (`error_message` holding a JSON document).
 //! - `auth`: `noauth` (loopback only) or HTTP basic with a bcrypt htpasswd.
 //! - `nodes`, `patch`, `ports`, `drivers`: the resources.
+//! - `boot`: `/v1/nodes/{id}/boot_config`, an ironrack extension.
 //! - `metrics`: `GET /metrics` for Prometheus.
 //!
 //! Reads (node and port GETs) go to the store directly and never wait on a
@@ -13,6 +14,7 @@
 //! `instance_info` are masked in every response and never logged.
 
 mod auth;
+mod boot;
 mod drivers;
 mod error;
 mod metrics;
@@ -334,6 +336,10 @@ pub fn app(state: Shared, bound: SocketAddr) -> Router {
             put(nodes::inject_nmi),
         )
         .route("/v1/nodes/{ident}/validate", get(nodes::validate))
+        .route(
+            "/v1/nodes/{ident}/boot_config",
+            get(boot::show).put(boot::update),
+        )
         .route("/v1/nodes/{ident}/ports", get(ports::list_for_node))
         .route(
             "/v1/nodes/{ident}/ports/detail",

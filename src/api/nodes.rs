@@ -356,7 +356,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), ApiError> {
 }
 
 /// A node identifier in a URL; names need 1.5.
-fn check_node_ident(ident: &str, v: Version) -> Result<(), ApiError> {
+pub(super) fn check_node_ident(ident: &str, v: Version) -> Result<(), ApiError> {
     params::check_ident("node", ident)?;
     if !params::is_uuid_like(ident) && !v.at_least(version::V_NAME) {
         return Err(ApiError::bad_request(format!(
@@ -907,7 +907,7 @@ pub async fn states(
 
 /// The keys of a JSON object body (an empty body is an empty object), with
 /// anything else refused.
-fn body_object(body: Value, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
+pub(super) fn body_object(body: Value, allowed: &[&str]) -> Result<Map<String, Value>, ApiError> {
     let obj = match body {
         Value::Null => Map::new(),
         other => params::json_object(other)?,

@@ -10,7 +10,10 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::api::{self, ApiState, BasicAuth};
-use crate::conductor::Conductor;
+use crate::boot::render::{self, BootMode, RenderContext};
+use crate::boot::tftp::server::{ServerConfig, TftpServer};
+use crate::boot::{BootService, FileSource, RootDir};
+use crate::conductor::{BootContext, Conductor};
 use crate::config::{AuthMode, Config};
 use crate::profiles::Profiles;
 use crate::store::Store;
@@ -135,6 +138,34 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let first_bound = match listeners.first().map(|l| l.local_addr()) {
+        Some(Ok(a)) => a,
+        Some(Err(e)) => {
+            conductor.shutdown().await;
+            return Err((1, format!("listening socket: {e}")));
+        }
+        None => {
+            conductor.shutdown().await;
+            return Err((2, "[api] listen names no address".into()));
+        }
+    };
+    // The boot servers start (and say so) before the API does: once the
+    // API answers, the configs it prepares are being served.
+    let mut boot_servers = tokio::task::JoinSet::new();
+    if let Err(e) = start_boot_services(
+        &cfg,
+        conductor.store(),
+        &conductor,
+        cfg.api.public_url(first_bound),
+        &stop_rx,
+        &mut boot_servers,
+    )
+    .await
+    {
+        boot_servers.abort_all();
+        conductor.shutdown().await;
+        return Err(e);
+    }
     let mut servers = tokio::task::JoinSet::new();
     for l in listeners {
         let bound: SocketAddr = match l.local_addr() {
@@ -186,6 +217,15 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
         tracing::warn!("requests still running after {DRAIN:?}; stopping anyway");
         servers.abort_all();
     }
+    if tokio::time::timeout(DRAIN, async {
+        while boot_servers.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("boot transfers still running after {DRAIN:?}; stopping anyway");
+        boot_servers.abort_all();
+    }
     conductor.shutdown().await;
     // Fold the WAL into the database so a clean stop leaves one file.
     let store = conductor.store().clone();
@@ -195,5 +235,153 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
         Err(e) => tracing::warn!("store checkpoint on stop failed: {e}"),
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// A boot root: it must exist and be a directory.
+fn boot_root(section: &str, path: &std::path::Path) -> Result<RootDir, (i32, String)> {
+    if !path.is_dir() {
+        return Err((
+            2,
+            format!(
+                "[{section}] root {}: not a directory (create it and put the loaders, \
+                 deploy kernels and ramdisks there)",
+                path.display()
+            ),
+        ));
+    }
+    RootDir::new(path).map_err(|e| (2, format!("[{section}] root {}: {e}", path.display())))
+}
+
+fn warn_unroutable(what: &str, url: &str, bound: SocketAddr) {
+    if bound.ip().is_unspecified() {
+        tracing::warn!(
+            url,
+            "{what} is derived from a wildcard listen address, which machines cannot reach; \
+             set its public_url"
+        );
+    }
+}
+
+/// Install the boot context in the conductor and start the TFTP and HTTP
+/// boot servers that are configured, each until `stop` turns true.
+async fn start_boot_services(
+    cfg: &Config,
+    store: &Store,
+    conductor: &Arc<Conductor>,
+    api_url: String,
+    stop: &tokio::sync::watch::Receiver<bool>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Result<(), (i32, String)> {
+    render::check_global_params(&cfg.boot.kernel_append_params).map_err(|e| (2, e.to_string()))?;
+    let default_boot_mode = BootMode::parse(&cfg.boot.default_boot_mode).ok_or_else(|| {
+        (
+            2,
+            "[boot] default_boot_mode must be \"uefi\" or \"bios\"".to_string(),
+        )
+    })?;
+    if cfg.api.public_url.is_none() {
+        if let Ok(a) = api_url.trim_start_matches("http://").parse::<SocketAddr>() {
+            warn_unroutable("the API URL given to deploy ramdisks", &api_url, a);
+        }
+    }
+
+    let tftp_root = match (&cfg.tftp, cfg.tftp.as_ref().and_then(|t| t.root.as_ref())) {
+        (Some(_), Some(p)) => Some(boot_root("tftp", p)?),
+        _ => None,
+    };
+    let http = match &cfg.http_boot {
+        Some(h) => {
+            let root = match cfg.http_boot_root() {
+                Some(p) => boot_root("http_boot", &p)?,
+                None => {
+                    return Err((
+                        2,
+                        "[http_boot] needs root = \"PATH\" (or [tftp] root)".into(),
+                    ))
+                }
+            };
+            let listen: SocketAddr = h
+                .listen
+                .parse()
+                .map_err(|e| (2, format!("[http_boot] listen {:?}: {e}", h.listen)))?;
+            let l = tokio::net::TcpListener::bind(listen)
+                .await
+                .map_err(|e| (1, format!("cannot listen on {listen} (HTTP boot): {e}")))?;
+            let bound = l
+                .local_addr()
+                .map_err(|e| (1, format!("HTTP boot listening socket: {e}")))?;
+            let url = match &h.public_url {
+                Some(u) => u.trim_end_matches('/').to_string(),
+                None => {
+                    let u = format!("http://{bound}");
+                    warn_unroutable("the HTTP boot URL named in iPXE scripts", &u, bound);
+                    u
+                }
+            };
+            Some((root, l, bound, url))
+        }
+        None => None,
+    };
+
+    let ctx = RenderContext {
+        api_url,
+        http_url: http.as_ref().map(|(_, _, _, u)| u.clone()),
+        default_boot_mode,
+        kernel_append_params: cfg.boot.kernel_append_params.clone(),
+    };
+    let mut roots = Vec::new();
+    for r in tftp_root.iter().chain(http.as_ref().map(|(r, ..)| r)) {
+        if !roots.iter().any(|p: &std::path::PathBuf| p == r.root()) {
+            roots.push(r.root().to_path_buf());
+        }
+    }
+    conductor.set_boot_context(BootContext {
+        render: ctx.clone(),
+        roots,
+    });
+
+    if let (Some(t), Some(root)) = (&cfg.tftp, tftp_root) {
+        let listen: SocketAddr = t
+            .listen
+            .parse()
+            .map_err(|e| (2, format!("[tftp] listen {:?}: {e}", t.listen)))?;
+        let server = TftpServer::bind(listen, ServerConfig::from(t))
+            .await
+            .map_err(|e| (1, format!("cannot listen on {listen} (TFTP): {e}")))?;
+        let bound = server.local_addr();
+        let source: Arc<dyn FileSource> = Arc::new(BootService::new(
+            store.clone(),
+            Some(root),
+            ctx.clone(),
+            cfg.boot.unknown_mac,
+        ));
+        tasks.spawn(server.run(source, stop.clone()));
+        tracing::info!(%bound, "TFTP listening");
+        eprintln!("ironrack: TFTP listening on {bound}");
+    }
+    if let Some((root, listener, bound, url)) = http {
+        let source: Arc<dyn FileSource> = Arc::new(BootService::new(
+            store.clone(),
+            Some(root),
+            ctx,
+            cfg.boot.unknown_mac,
+        ));
+        let app =
+            crate::boot::http::router(source).into_make_service_with_connect_info::<SocketAddr>();
+        let mut rx = stop.clone();
+        tasks.spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(%bound, "HTTP boot server failed: {e}");
+            }
+        });
+        tracing::info!(%bound, %url, "HTTP boot listening");
+        eprintln!("ironrack: HTTP boot listening on http://{bound}");
+    }
     Ok(())
 }

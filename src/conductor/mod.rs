@@ -4,12 +4,14 @@
 //!
 //! Layout: [`lock`] (the per-node locks), [`bmcs`] (BMC clients from
 //! `driver_info`, cached per node), `power` (power changes), `sync` (the power
-//! sync sweep and power-failure recovery) and [`metrics`] (metric names).
+//! sync sweep and power-failure recovery), `boot` (boot prepare / clean up)
+//! and [`metrics`] (metric names).
 //!
 //! One conductor runs per agent, so the locks live in memory; a node's
 //! `reservation` is this host while a lock is held.
 
 mod bmcs;
+mod boot;
 mod lock;
 pub mod metrics;
 mod power;
@@ -30,6 +32,7 @@ use crate::store::{NewNode, Node, Store, StoreError};
 
 pub use bmcs::{address_key, DRIVERS};
 use bmcs::{BmcCache, ClientTiming};
+pub use boot::{BootContext, BootView};
 use lock::{LockTable, NodeLock};
 
 /// The `fault` of a node the power sync put in maintenance (Ironic's
@@ -225,6 +228,8 @@ pub struct Conductor {
     sync_failures: Mutex<HashMap<String, u32>>,
     stop: watch::Sender<bool>,
     loops: Mutex<Vec<JoinHandle<()>>>,
+    /// What boot configs are rendered with (`None` until the agent sets it).
+    boot: Mutex<Option<Arc<BootContext>>>,
     /// This conductor, for the tasks it spawns.
     me: Weak<Conductor>,
 }
@@ -266,6 +271,7 @@ impl Conductor {
             sync_failures: Mutex::new(HashMap::new()),
             stop,
             loops: Mutex::new(Vec::new()),
+            boot: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -730,6 +736,8 @@ mod tests {
         send(c.sync_power_states());
         send(c.recover_power_failures());
         send(c.shutdown());
+        send(c.set_boot_prepared("x", true));
+        send(c.prepare_boot("x"));
     }
 
     #[test]

@@ -213,10 +213,27 @@ impl ApiClient {
             .await
             .map(|_| ())
     }
+
+    /// `GET path` (under the endpoint) as JSON; errors as for the node
+    /// calls, with 404 naming `ident`.
+    pub async fn get_json(&self, path: &str, ident: &str) -> Result<Value, DriverError> {
+        let body = self
+            .send(self.request(reqwest::Method::GET, path), ident)
+            .await?;
+        serde_json::from_str(&body)
+            .map_err(|e| DriverError::Http(format!("unreadable JSON document: {e}")))
+    }
+
+    /// `PUT path` with a JSON body; the answer's body is ignored.
+    pub async fn put_json(&self, path: &str, body: &Value, ident: &str) -> Result<(), DriverError> {
+        self.send(self.request(reqwest::Method::PUT, path).json(body), ident)
+            .await
+            .map(|_| ())
+    }
 }
 
 /// Percent-encode a node name or uuid for a URL path.
-fn path_segment(s: &str) -> String {
+pub fn path_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {

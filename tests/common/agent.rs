@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use super::{Scratch, PASSWORD, USER};
 
 const LISTENING: &str = "ironrack: API listening on http://";
+const TFTP_LISTENING: &str = "ironrack: TFTP listening on ";
+const HTTP_BOOT_LISTENING: &str = "ironrack: HTTP boot listening on http://";
 
 pub struct Agent {
     child: Option<Child>,
@@ -21,6 +23,10 @@ pub struct Agent {
     pub url: String,
     /// Every bound address, in config order.
     pub addrs: Vec<SocketAddr>,
+    /// The TFTP server's address, with `[tftp]` (latest run).
+    pub tftp: Option<SocketAddr>,
+    /// `http://ADDR` of the HTTP boot server, with `[http_boot]` (latest run).
+    pub http_boot: Option<String>,
     pub config: PathBuf,
     pub log_path: PathBuf,
     pub scratch: Scratch,
@@ -111,6 +117,8 @@ impl Agent {
             child: None,
             url: String::new(),
             addrs: Vec::new(),
+            tftp: None,
+            http_boot: None,
             config,
             log_path,
             scratch,
@@ -153,6 +161,15 @@ impl Agent {
                     .map(|l| l[LISTENING.len()..].trim().parse().unwrap())
                     .collect();
                 self.url = format!("http://{}", self.addrs[0]);
+                // The boot servers announce themselves before the API.
+                let last = |prefix: &str| {
+                    text.lines()
+                        .rev()
+                        .find(|l| l.starts_with(prefix))
+                        .map(|l| l[prefix.len()..].trim().to_string())
+                };
+                self.tftp = last(TFTP_LISTENING).map(|a| a.parse().unwrap());
+                self.http_boot = last(HTTP_BOOT_LISTENING).map(|a| format!("http://{a}"));
                 return Ok(());
             }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
