@@ -6,6 +6,7 @@
 //! - `auth`: `noauth` (loopback only) or HTTP basic with a bcrypt htpasswd.
 //! - `nodes`, `patch`, `ports`, `drivers`: the resources.
 //! - `boot`: `/v1/nodes/{id}/boot_config`, an ironrack extension.
+//! - `console`: `/v1/nodes/{id}/states/console`.
 //! - `metrics`: `GET /metrics` for Prometheus.
 //!
 //! Reads (node and port GETs) go to the store directly and never wait on a
@@ -15,6 +16,7 @@
 
 mod auth;
 mod boot;
+mod console;
 mod drivers;
 mod error;
 mod metrics;
@@ -319,6 +321,10 @@ pub fn app(state: Shared, bound: SocketAddr) -> Router {
         )
         .route("/v1/nodes/{ident}/states", get(nodes::states))
         .route("/v1/nodes/{ident}/states/power", put(nodes::set_power))
+        .route(
+            "/v1/nodes/{ident}/states/console",
+            get(console::show).put(console::update),
+        )
         .route(
             "/v1/nodes/{ident}/maintenance",
             put(nodes::maintenance_on).delete(nodes::maintenance_off),

@@ -203,4 +203,8 @@ impl Bmc for IpmiBmc {
     async fn close(&self) {
         self.client.close().await;
     }
+
+    fn ipmi_client(&self) -> Option<IpmiClient> {
+        Some(self.client.clone())
+    }
 }

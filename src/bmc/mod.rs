@@ -200,4 +200,9 @@ pub trait Bmc: Send + Sync {
     async fn supported_boot_devices(&self) -> Result<Vec<BootDevice>, BmcError>;
     /// Release sessions held on the BMC.
     async fn close(&self);
+    /// The IPMI client underneath, for payloads beyond this trait
+    /// (serial-over-LAN shares the session). `None` for other protocols.
+    fn ipmi_client(&self) -> Option<crate::ipmi::IpmiClient> {
+        None
+    }
 }

@@ -48,6 +48,9 @@ pub enum DriverOp {
         #[arg(long)]
         soft: bool,
     },
+    /// Hand out the node's serial console as Nova does (reset it first):
+    /// prints {"host": ..., "port": ...}.
+    GetSerialConsole { node: String },
 }
 
 fn node_json(n: &NodeView) -> serde_json::Value {
@@ -64,6 +67,10 @@ async fn run_op(driver: &IronicDriver, op: DriverOp) -> Result<serde_json::Value
         DriverOp::GetInfo { node } => driver.get_info(&node).await?.json(),
         DriverOp::PowerOn { node } => node_json(&driver.power_on(&node).await?),
         DriverOp::PowerOff { node, timeout } => node_json(&driver.power_off(&node, timeout).await?),
+        DriverOp::GetSerialConsole { node } => {
+            let c = driver.get_serial_console(&node).await?;
+            json!({"host": c.host, "port": c.port})
+        }
         DriverOp::Reboot { node, soft } => {
             let kind = if soft {
                 RebootType::Soft

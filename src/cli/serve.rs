@@ -15,6 +15,7 @@ use crate::boot::tftp::server::{ServerConfig, TftpServer};
 use crate::boot::{BootService, FileSource, RootDir};
 use crate::conductor::{BootContext, Conductor};
 use crate::config::{AuthMode, Config};
+use crate::console::manager::ConsoleManager;
 use crate::profiles::Profiles;
 use crate::store::Store;
 
@@ -112,7 +113,10 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
     let host = host_name();
     let metrics = api::install_recorder();
     let conductor = Conductor::new(store.clone(), cfg.conductor.clone(), profiles, host.clone());
+    let consoles = ConsoleManager::new(cfg.console.clone()).map_err(|e| (2, e.to_string()))?;
+    conductor.set_console_manager(Arc::new(consoles));
     conductor.start();
+    conductor.restore_consoles().await;
 
     let state = Arc::new(ApiState {
         conductor: conductor.clone(),

@@ -12,6 +12,7 @@
 
 mod bmcs;
 mod boot;
+mod console;
 mod lock;
 pub mod metrics;
 mod power;
@@ -33,6 +34,7 @@ use crate::store::{NewNode, Node, Store, StoreError};
 pub use bmcs::{address_key, DRIVERS};
 use bmcs::{BmcCache, ClientTiming};
 pub use boot::{BootContext, BootView};
+pub use console::{ConsoleState, CONSOLE_PORT_KEY};
 use lock::{LockTable, NodeLock};
 
 /// The `fault` of a node the power sync put in maintenance (Ironic's
@@ -230,6 +232,8 @@ pub struct Conductor {
     loops: Mutex<Vec<JoinHandle<()>>>,
     /// What boot configs are rendered with (`None` until the agent sets it).
     boot: Mutex<Option<Arc<BootContext>>>,
+    /// Consoles (`None` until the agent installs its manager).
+    consoles: Mutex<Option<Arc<crate::console::manager::ConsoleManager>>>,
     /// This conductor, for the tasks it spawns.
     me: Weak<Conductor>,
 }
@@ -272,6 +276,7 @@ impl Conductor {
             stop,
             loops: Mutex::new(Vec::new()),
             boot: Mutex::new(None),
+            consoles: Mutex::new(None),
             me: me.clone(),
         })
     }
@@ -336,6 +341,8 @@ impl Conductor {
     /// Stop background loops and close BMC sessions.
     pub async fn shutdown(&self) {
         self.stop.send_replace(true);
+        // Consoles first: SOL is deactivated on the sessions closed below.
+        self.stop_consoles().await;
         let loops: Vec<_> = guard(&self.loops).drain(..).collect();
         for mut h in loops {
             if tokio::time::timeout(Duration::from_secs(5), &mut h)
@@ -432,6 +439,10 @@ impl Conductor {
         self.store
             .delete_node(&node.uuid)
             .map_err(|e| self.node_err(ident, e))?;
+        let consoles = guard(&self.consoles).clone();
+        if let Some(mgr) = consoles {
+            mgr.stop(&node.uuid).await;
+        }
         if let Some(bmc) = self.bmcs.remove(&node.uuid) {
             let _ = tokio::time::timeout(self.timing.client.bmc_timeout, bmc.close()).await;
         }

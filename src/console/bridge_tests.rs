@@ -100,7 +100,9 @@ async fn every_viewer_sees_output_and_only_the_writer_types() {
         .contains("read-only"));
     // Take write access; the old writer is told.
     b.write_all(b"\x05cf").await.unwrap();
-    assert!(read_until(&mut b, "you have write access").await.contains("access"));
+    assert!(read_until(&mut b, "you have write access")
+        .await
+        .contains("access"));
     assert!(read_until(&mut a, "read-only now").await.contains("access"));
     assert_eq!(rig.bridge.stats().writer, Some(2));
     b.write_all(b"ok\r").await.unwrap();
@@ -121,7 +123,9 @@ async fn every_viewer_sees_output_and_only_the_writer_types() {
     // The writer leaves: write access passes to the remaining viewer.
     drop(b);
     rig.wait(|s| s.viewers == 1 && s.writer == Some(1)).await;
-    assert!(read_until(&mut a, "you have write access").await.contains("access"));
+    assert!(read_until(&mut a, "you have write access")
+        .await
+        .contains("access"));
     rig.bridge.stop().await;
 }
 

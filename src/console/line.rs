@@ -59,7 +59,11 @@ fn next(b: Duration) -> Duration {
 }
 
 /// Serial-over-LAN on `client`'s session.
-pub fn sol(client: IpmiClient, opts: SolOptions, name: String) -> (LineEnds, tokio::task::JoinHandle<()>) {
+pub fn sol(
+    client: IpmiClient,
+    opts: SolOptions,
+    name: String,
+) -> (LineEnds, tokio::task::JoinHandle<()>) {
     let (ends, far) = channels();
     let task = tokio::spawn(run_sol(client, opts, name, far));
     (ends, task)
@@ -130,7 +134,9 @@ async fn run_sol(client: IpmiClient, opts: SolOptions, name: String, mut far: Fa
                 if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(node = %name, "SOL activation failed: {text}");
                     if !far
-                        .notice(format!("serial-over-LAN activation failed: {text}; retrying"))
+                        .notice(format!(
+                            "serial-over-LAN activation failed: {text}; retrying"
+                        ))
                         .await
                     {
                         return;
@@ -165,7 +171,9 @@ async fn run_serial(device: PathBuf, baud: u32, name: String, mut far: Far) {
                 #[cfg(unix)]
                 let _ = port.set_exclusive(false);
                 if was_up || last_error.is_some() {
-                    let _ = far.notice(format!("serial line {} reopened", device.display())).await;
+                    let _ = far
+                        .notice(format!("serial line {} reopened", device.display()))
+                        .await;
                 }
                 tracing::info!(node = %name, device = %device.display(), baud, "serial console open");
                 was_up = true;
@@ -181,7 +189,10 @@ async fn run_serial(device: PathBuf, baud: u32, name: String, mut far: Far) {
                     Err(e) => e,
                 };
                 tracing::warn!(node = %name, device = %device.display(), "serial line lost: {why}");
-                if !far.notice(format!("serial line lost ({why}); reopening")).await {
+                if !far
+                    .notice(format!("serial line lost ({why}); reopening"))
+                    .await
+                {
                     return;
                 }
             }
@@ -190,7 +201,10 @@ async fn run_serial(device: PathBuf, baud: u32, name: String, mut far: Far) {
                 if last_error.as_deref() != Some(text.as_str()) {
                     tracing::warn!(node = %name, device = %device.display(), "cannot open serial line: {text}");
                     if !far
-                        .notice(format!("cannot open serial line {}: {text}; retrying", device.display()))
+                        .notice(format!(
+                            "cannot open serial line {}: {text}; retrying",
+                            device.display()
+                        ))
                         .await
                     {
                         return;
@@ -262,7 +276,12 @@ mod tests {
             }
         })
         .await;
-        assert!(r.is_ok(), "timed out waiting for {:?}; got {:?}", String::from_utf8_lossy(needle), String::from_utf8_lossy(&got));
+        assert!(
+            r.is_ok(),
+            "timed out waiting for {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(&got)
+        );
         got
     }
 
@@ -285,7 +304,9 @@ mod tests {
         for _ in 0..50 {
             host.write_all(b"host says hi\r\n").await.unwrap();
             let mut buf = [0u8; 256];
-            if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), viewer.read(&mut buf)).await {
+            if let Ok(Ok(n)) =
+                tokio::time::timeout(Duration::from_millis(200), viewer.read(&mut buf)).await
+            {
                 if buf[..n].windows(12).any(|w| w == b"host says hi") {
                     seen = true;
                     break;
@@ -297,6 +318,9 @@ mod tests {
         let got = read_until(&mut host, b"typed").await;
         assert!(got.ends_with(b"typed") || got.windows(5).any(|w| w == b"typed"));
         bridge.stop().await;
-        tokio::time::timeout(Duration::from_secs(5), task).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

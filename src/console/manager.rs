@@ -18,8 +18,14 @@ use crate::ipmi::{IpmiClient, SolOptions};
 
 /// What feeds a console.
 pub enum LineSpec {
-    Sol { client: IpmiClient, opts: SolOptions },
-    Serial { device: PathBuf, baud: u32 },
+    Sol {
+        client: IpmiClient,
+        opts: SolOptions,
+    },
+    Serial {
+        device: PathBuf,
+        baud: u32,
+    },
 }
 
 impl LineSpec {
@@ -80,8 +86,14 @@ pub fn parse_range(s: &str) -> Result<(u16, u16), String> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| format!("port_range {s:?} is not FIRST-LAST"))?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("port_range {s:?}: bad first port"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("port_range {s:?}: bad last port"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("port_range {s:?}: bad first port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("port_range {s:?}: bad last port"))?;
     if a == 0 || b < a {
         return Err(format!("port_range {s:?}: need 1 <= FIRST <= LAST"));
     }
@@ -90,10 +102,9 @@ pub fn parse_range(s: &str) -> Result<(u16, u16), String> {
 
 impl ConsoleManager {
     pub fn new(cfg: ConsoleConfig) -> Result<ConsoleManager, ConsoleError> {
-        let ip: IpAddr = cfg
-            .host
-            .parse()
-            .map_err(|_| ConsoleError::Config(format!("host {:?} is not an IP address", cfg.host)))?;
+        let ip: IpAddr = cfg.host.parse().map_err(|_| {
+            ConsoleError::Config(format!("host {:?} is not an IP address", cfg.host))
+        })?;
         let (first, last) = parse_range(&cfg.port_range).map_err(ConsoleError::Config)?;
         let token = match &cfg.token_file {
             Some(p) => {
@@ -141,7 +152,9 @@ impl ConsoleManager {
             stop_one(old).await;
         }
         let taken: Vec<u16> = running.values().map(|r| r.info.port).collect();
-        let want = keep_port.or(preferred).filter(|p| (self.first..=self.last).contains(p));
+        let want = keep_port
+            .or(preferred)
+            .filter(|p| (self.first..=self.last).contains(p));
         let candidates = want
             .into_iter()
             .chain(self.first..=self.last)
@@ -186,7 +199,14 @@ impl ConsoleManager {
             kind,
         };
         tracing::info!(node, port, kind, "console enabled");
-        running.insert(node.to_string(), Running { bridge, task, info: info.clone() });
+        running.insert(
+            node.to_string(),
+            Running {
+                bridge,
+                task,
+                info: info.clone(),
+            },
+        );
         Ok(info)
     }
 
@@ -208,7 +228,11 @@ impl ConsoleManager {
     }
 
     pub async fn stats(&self, node: &str) -> Option<BridgeStats> {
-        self.running.lock().await.get(node).map(|r| r.bridge.stats())
+        self.running
+            .lock()
+            .await
+            .get(node)
+            .map(|r| r.bridge.stats())
     }
 
     pub async fn stop_all(&self) {
@@ -244,9 +268,20 @@ mod tests {
         assert!(parse_range("0-5").is_err());
         assert!(parse_range("10000").is_err());
         assert!(parse_range("a-b").is_err());
-        let i = ConsoleInfo { host: "10.0.0.5".into(), port: 10001, kind: "ipmi-sol" };
-        assert_eq!(i.ironic(), serde_json::json!({"type": "socat", "url": "tcp://10.0.0.5:10001"}));
-        let i = ConsoleInfo { host: "fd00::5".into(), port: 10001, kind: "serial" };
+        let i = ConsoleInfo {
+            host: "10.0.0.5".into(),
+            port: 10001,
+            kind: "ipmi-sol",
+        };
+        assert_eq!(
+            i.ironic(),
+            serde_json::json!({"type": "socat", "url": "tcp://10.0.0.5:10001"})
+        );
+        let i = ConsoleInfo {
+            host: "fd00::5".into(),
+            port: 10001,
+            kind: "serial",
+        };
         assert_eq!(i.ironic()["url"], "tcp://[fd00::5]:10001");
     }
 }

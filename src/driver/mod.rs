@@ -459,3 +459,135 @@ mod tests {
         assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
     }
 }
+
+/// Where Nova's serial console proxy connects: nova.virt.ironic's
+/// `ConsoleSerial(host, port)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialConsole {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Why a serial console cannot be handed out (Nova's
+/// `ConsoleTypeUnavailable(console_type='serial')`), with the reason.
+fn console_unavailable(why: impl std::fmt::Display) -> DriverError {
+    DriverError::Api {
+        status: 0,
+        message: format!("console unavailable: serial ({why})"),
+    }
+}
+
+/// `tcp://HOST:PORT` (IPv6 hosts in brackets) as host and port; anything
+/// else is refused, as nova.virt.ironic does.
+pub fn parse_console_url(url: &str) -> Option<SerialConsole> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme.is_empty() || !scheme.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, a)| a);
+    let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
+        let (h, tail) = inner.split_once(']')?;
+        (h, tail.strip_prefix(':')?)
+    } else {
+        authority.rsplit_once(':')?
+    };
+    let port: u16 = port.parse().ok()?;
+    if host.is_empty() || port == 0 {
+        return None;
+    }
+    Some(SerialConsole {
+        host: host.to_string(),
+        port,
+    })
+}
+
+impl IronicDriver {
+    async fn console_doc(&self, ident: &str) -> Result<Value, DriverError> {
+        let path = format!("/v1/nodes/{}/states/console", path_segment(ident));
+        self.api.get_json(&path, ident).await
+    }
+
+    /// Ask for the console mode, then poll until the node shows it (Nova's
+    /// `_enable_console` with its state wait).
+    async fn set_console(&self, ident: &str, enabled: bool) -> Result<Value, DriverError> {
+        let path = format!("/v1/nodes/{}/states/console", path_segment(ident));
+        self.api
+            .put_json(&path, &json!({ "enabled": enabled }), ident)
+            .await?;
+        for _ in 0..self.max_retries.max(1) {
+            let doc = self.console_doc(ident).await?;
+            if doc["console_enabled"].as_bool() == Some(enabled) {
+                return Ok(doc);
+            }
+            tokio::time::sleep(self.retry_interval).await;
+        }
+        Err(DriverError::Timeout(format!(
+            "console of node {ident} did not become {} after {} polls",
+            if enabled { "enabled" } else { "disabled" },
+            self.max_retries
+        )))
+    }
+
+    /// nova.virt.ironic's `get_serial_console`: an enabled console is reset
+    /// (disabled, then enabled) to take it over from whoever holds it; it
+    /// must be of type `socat` with a `tcp://host:port` URL.
+    pub async fn get_serial_console(&self, ident: &str) -> Result<SerialConsole, DriverError> {
+        let mut doc = self.console_doc(ident).await.map_err(console_unavailable)?;
+        if doc["console_enabled"].as_bool() == Some(true) {
+            doc = match self.set_console(ident, false).await {
+                Ok(_) => self.set_console(ident, true).await,
+                // Recover: try to leave the console enabled.
+                Err(_) => self.set_console(ident, true).await,
+            }
+            .map_err(console_unavailable)?;
+        }
+        if doc["console_enabled"].as_bool() != Some(true) {
+            return Err(console_unavailable("the console is disabled"));
+        }
+        let info = &doc["console_info"];
+        let kind = info["type"].as_str().unwrap_or("");
+        if kind != "socat" {
+            return Err(console_unavailable(format!(
+                "console type {kind:?} does not support the Nova serial console"
+            )));
+        }
+        let url = info["url"].as_str().unwrap_or("");
+        parse_console_url(url)
+            .ok_or_else(|| console_unavailable(format!("invalid console URL {url:?}")))
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use super::*;
+
+    #[test]
+    fn console_urls_parse_as_nova_needs() {
+        assert_eq!(
+            parse_console_url("tcp://10.0.0.5:10001"),
+            Some(SerialConsole {
+                host: "10.0.0.5".into(),
+                port: 10001
+            })
+        );
+        assert_eq!(
+            parse_console_url("tcp://[fd00::5]:10001/"),
+            Some(SerialConsole {
+                host: "fd00::5".into(),
+                port: 10001
+            })
+        );
+        for bad in [
+            "tcp://host",
+            "tcp://:10001",
+            "10.0.0.5:10001",
+            "tcp://h:0",
+            "tcp://h:99999",
+            "://h:1",
+            "",
+        ] {
+            assert_eq!(parse_console_url(bad), None, "{bad}");
+        }
+    }
+}
