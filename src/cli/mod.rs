@@ -122,6 +122,7 @@ pub fn init_logging_with(format: &str, default: &str) {
 pub async fn run(cli: Cli) -> i32 {
     match &cli.command {
         Command::Serve(_) => init_logging_with(&cli.log_format, "info"),
+        Command::Tftp(a) if a.is_serve() => init_logging_with(&cli.log_format, "info"),
         _ => init_logging(&cli.log_format),
     }
     match cli.command {
