@@ -38,11 +38,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     check_node_ident(&ident, ctx.v)?;
     let obj = body_object(body, &["prepared"])?;
-    let prepared = match obj.get("prepared") {
-        None => None,
-        Some(v) => params::json_bool("prepared", v)?,
-    }
-    .ok_or_else(|| ApiError::bad_request("Missing argument: \"prepared\""))?;
+    let prepared = params::required_bool(&obj, "prepared")?;
     let node = st.conductor.set_boot_prepared(&ident, prepared).await?;
     tracing::info!(node = %node.uuid, prepared, "boot change accepted");
     Ok(accepted_with_location(&format!(

@@ -33,11 +33,7 @@ pub async fn update(
 ) -> Result<Response, ApiError> {
     check_node_ident(&ident, ctx.v)?;
     let obj = body_object(body, &["enabled"])?;
-    let enabled = match obj.get("enabled") {
-        None => None,
-        Some(v) => params::json_bool("enabled", v)?,
-    }
-    .ok_or_else(|| ApiError::bad_request("Missing argument: \"enabled\""))?;
+    let enabled = params::required_bool(&obj, "enabled")?;
     st.conductor.set_console_mode(&ident, enabled).await?;
     Ok(accepted_with_location(&format!(
         "{}/v1/nodes/{ident}/states/console",

@@ -287,6 +287,18 @@ pub fn json_object(
 }
 
 /// A required string argument of a JSON body.
+/// A boolean argument that must be there (Ironic's "Missing argument").
+pub fn required_bool(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<bool, ApiError> {
+    match obj.get(key) {
+        None => None,
+        Some(v) => json_bool(key, v)?,
+    }
+    .ok_or_else(|| ApiError::bad_request(format!("Missing argument: \"{key}\"")))
+}
+
 pub fn required_str(
     obj: &serde_json::Map<String, serde_json::Value>,
     key: &str,

@@ -130,22 +130,7 @@ impl Conductor {
         if prepared {
             self.check_boot(&node)?;
         }
-        let lock = self
-            .locks
-            .try_lock(&node.uuid)
-            .ok_or_else(|| self.locked(&node.uuid))?;
-        let permit = self
-            .workers
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ConductorError::NoFreeWorker)?;
-        let node = self
-            .store
-            .update_node(&node.uuid, |n| {
-                n.last_error = None;
-                Ok(())
-            })
-            .map_err(|e| self.node_err(ident, e))?;
+        let (lock, permit, node) = self.accept(&node, ident, |_| {})?;
         tracing::info!(
             node = %node.uuid,
             action = if prepared { "prepare" } else { "clean_up" },
@@ -171,13 +156,7 @@ impl Conductor {
                 "Failed to {} the boot of node {uuid}. Error: {e}",
                 if prepared { "prepare" } else { "clean up" }
             );
-            tracing::warn!(node = %uuid, "{msg}");
-            if let Err(e) = self.store.update_node(&uuid, |n| {
-                n.last_error = Some(msg);
-                Ok(())
-            }) {
-                tracing::error!(node = %uuid, error = %e, "cannot record the boot failure");
-            }
+            self.record_failure(&uuid, msg);
         }
         drop(lock);
     }

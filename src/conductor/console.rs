@@ -92,22 +92,7 @@ impl Conductor {
         if enabled {
             line_of(&node)?;
         }
-        let lock = self
-            .locks
-            .try_lock(&node.uuid)
-            .ok_or_else(|| self.locked(&node.uuid))?;
-        let permit = self
-            .workers
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ConductorError::NoFreeWorker)?;
-        let node = self
-            .store
-            .update_node(&node.uuid, |n| {
-                n.last_error = None;
-                Ok(())
-            })
-            .map_err(|e| self.node_err(ident, e))?;
+        let (lock, permit, node) = self.accept(&node, ident, |_| {})?;
         tracing::info!(node = %node.uuid, enabled, "console change accepted");
         let this = self.clone();
         tokio::spawn(async move {
@@ -118,13 +103,7 @@ impl Conductor {
                     "Failed to {} the console of node {uuid}. Error: {e}",
                     if enabled { "enable" } else { "disable" }
                 );
-                tracing::warn!(node = %uuid, "{msg}");
-                if let Err(e) = this.store.update_node(&uuid, |n| {
-                    n.last_error = Some(msg);
-                    Ok(())
-                }) {
-                    tracing::error!(node = %uuid, error = %e, "cannot record the console failure");
-                }
+                this.record_failure(&uuid, msg);
             }
             drop(lock);
         });
@@ -236,11 +215,7 @@ impl Conductor {
                             "Failed to restore the console of node {}. Error: {e}",
                             node.uuid
                         );
-                        tracing::warn!(node = %node.uuid, "{msg}");
-                        let _ = this.store.update_node(&node.uuid, |n| {
-                            n.last_error = Some(msg);
-                            Ok(())
-                        });
+                        this.record_failure(&node.uuid, msg);
                     }
                 }
             });

@@ -607,6 +607,47 @@ impl Conductor {
         Ok((lock, node))
     }
 
+    /// What every 202 needs: the node's lock (409 when held), a worker (503
+    /// when none is free), and the node updated by `f` under the lock
+    /// (`last_error` cleared first). Dropping the lock or permit on an error
+    /// path releases it.
+    fn accept(
+        &self,
+        node: &Node,
+        ident: &str,
+        f: impl FnOnce(&mut Node),
+    ) -> Result<(NodeLock, tokio::sync::OwnedSemaphorePermit, Node), ConductorError> {
+        let lock = self
+            .locks
+            .try_lock(&node.uuid)
+            .ok_or_else(|| self.locked(&node.uuid))?;
+        let permit = self
+            .workers
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ConductorError::NoFreeWorker)?;
+        let node = self
+            .store
+            .update_node(&node.uuid, |n| {
+                n.last_error = None;
+                f(n);
+                Ok(())
+            })
+            .map_err(|e| self.node_err(ident, e))?;
+        Ok((lock, permit, node))
+    }
+
+    /// A worker's failure: logged, and kept in the node's `last_error`.
+    fn record_failure(&self, uuid: &str, msg: String) {
+        tracing::warn!(node = %uuid, "{msg}");
+        if let Err(e) = self.store.update_node(uuid, |n| {
+            n.last_error = Some(msg);
+            Ok(())
+        }) {
+            tracing::error!(node = %uuid, error = %e, "cannot record a failure in last_error");
+        }
+    }
+
     /// The node's cached client.
     async fn client(&self, node: &Node) -> Result<Arc<dyn Bmc>, BmcError> {
         self.bmcs

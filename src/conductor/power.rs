@@ -81,24 +81,9 @@ impl Conductor {
         if target.action().is_soft() {
             self.check_supported(&node, target).await?;
         }
-        let lock = self
-            .locks
-            .try_lock(&node.uuid)
-            .ok_or_else(|| self.locked(&node.uuid))?;
-        // Dropping the lock on the error paths releases it.
-        let permit = self
-            .workers
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ConductorError::NoFreeWorker)?;
-        let node = self
-            .store
-            .update_node(&node.uuid, |n| {
-                n.target_power_state = Some(target.ironic().to_string());
-                n.last_error = None;
-                Ok(())
-            })
-            .map_err(|e| self.node_err(ident, e))?;
+        let (lock, permit, node) = self.accept(&node, ident, |n| {
+            n.target_power_state = Some(target.ironic().to_string());
+        })?;
         let bound = timeout
             .unwrap_or(match target {
                 PowerTarget::SoftOff => self.timing.soft,
