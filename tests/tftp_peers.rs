@@ -854,3 +854,30 @@ async fn duplicate_acks_send_nothing_more() {
     let p = recv_from_tid(&s, tid).await;
     assert_eq!(block_of(&p), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut srv = Server::start(&[]).await;
+    srv.put("f.bin", b"x");
+    assert_eq!(
+        client::get(srv.addr, "f.bin", &ClientOptions::default())
+            .await
+            .unwrap(),
+        b"x"
+    );
+    let mut child = srv.child.take().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    for _ in 0..500 {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "exit {st}:\n{}", srv.log());
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    panic!("still running 10 s after SIGTERM:\n{}", srv.log());
+}

@@ -708,3 +708,40 @@ impl Transfer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn blksize_cap_follows_the_path_mtu() {
+        // Connecting a UDP socket sends nothing; it only picks the route.
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.connect("127.0.0.1:9").unwrap();
+        let mtu = path_mtu(&s, false).unwrap();
+        let cap = usize::from(mtu_blksize(&s, false).unwrap());
+        assert_eq!(cap, (mtu - 32).min(usize::from(u16::MAX)));
+        // Not connected: no path, no cap.
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(mtu_blksize(&u, false), None);
+        if let Ok(s6) = std::net::UdpSocket::bind("[::1]:0") {
+            s6.connect("[::1]:9").unwrap();
+            let mtu = path_mtu(&s6, true).unwrap();
+            assert_eq!(
+                usize::from(mtu_blksize(&s6, true).unwrap()),
+                (mtu - 52).min(usize::from(u16::MAX))
+            );
+        }
+    }
+
+    #[test]
+    fn config_from_the_agent_section() {
+        let c = ServerConfig::from(&TftpConfig::default());
+        assert_eq!(
+            (c.max_blksize, c.max_windowsize, c.max_transfers),
+            (1468, 64, 512)
+        );
+        assert_eq!((c.timeout, c.max_retries), (Duration::from_secs(1), 5));
+    }
+}
