@@ -173,6 +173,18 @@ pub struct ConductorConfig {
     pub power_poll_interval: f64,
     /// Extra hw-profiles (TOML files) on top of the built-in ones.
     pub hw_profiles_dir: Option<PathBuf>,
+    /// Seconds a node may stay in `wait call-back` before the deploy fails
+    /// (Ironic's `deploy_callback_timeout`).
+    pub deploy_callback_timeout: f64,
+    /// Seconds a node may stay in `clean wait` before cleaning fails
+    /// (Ironic's `clean_callback_timeout`).
+    pub clean_callback_timeout: f64,
+    /// Clean (boot the ramdisk and wait for it) on tear down and provide;
+    /// when false, nodes go straight to `available` (Ironic's `automated_clean`).
+    pub automated_clean: bool,
+    /// Seconds between checks of the call-back timeouts
+    /// (Ironic's `check_provision_state_interval`).
+    pub check_provision_state_interval: f64,
 }
 
 impl Default for ConductorConfig {
@@ -189,6 +201,10 @@ impl Default for ConductorConfig {
             bmc_timeout: 5.0,
             power_poll_interval: 1.0,
             hw_profiles_dir: None,
+            deploy_callback_timeout: 1800.0,
+            clean_callback_timeout: 1800.0,
+            automated_clean: true,
+            check_provision_state_interval: 60.0,
         }
     }
 }
@@ -365,6 +381,12 @@ impl Config {
             ("soft_power_off_timeout", c.soft_power_off_timeout),
             ("bmc_timeout", c.bmc_timeout),
             ("power_poll_interval", c.power_poll_interval),
+            ("deploy_callback_timeout", c.deploy_callback_timeout),
+            ("clean_callback_timeout", c.clean_callback_timeout),
+            (
+                "check_provision_state_interval",
+                c.check_provision_state_interval,
+            ),
         ] {
             if secs(v).is_none() {
                 return Err(format!(
