@@ -31,6 +31,7 @@ fn config() -> ConductorConfig {
         bmc_timeout: 1.0,
         power_poll_interval: 0.05,
         hw_profiles_dir: None,
+        ..ConductorConfig::default()
     }
 }
 
