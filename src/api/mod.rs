@@ -24,6 +24,7 @@ mod nodes;
 mod params;
 mod patch;
 mod ports;
+mod provision;
 mod version;
 
 use std::net::SocketAddr;
@@ -35,7 +36,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
@@ -321,6 +322,19 @@ pub fn app(state: Shared, bound: SocketAddr) -> Router {
         )
         .route("/v1/nodes/{ident}/states", get(nodes::states))
         .route("/v1/nodes/{ident}/states/power", put(nodes::set_power))
+        .route(
+            "/v1/nodes/{ident}/states/provision",
+            put(provision::set_provision),
+        )
+        .route(
+            "/v1/nodes/{ident}/vifs",
+            get(provision::vif_list).post(provision::vif_attach),
+        )
+        .route(
+            "/v1/nodes/{ident}/vifs/{vif}",
+            axum::routing::delete(provision::vif_detach),
+        )
+        .route("/v1/heartbeat/{ident}", post(provision::heartbeat))
         .route(
             "/v1/nodes/{ident}/states/console",
             get(console::show).put(console::update),

@@ -115,6 +115,9 @@ async fn serve(a: ServeArgs) -> Result<(), (i32, String)> {
     let conductor = Conductor::new(store.clone(), cfg.conductor.clone(), profiles, host.clone());
     let consoles = ConsoleManager::new(cfg.console.clone()).map_err(|e| (2, e.to_string()))?;
     conductor.set_console_manager(Arc::new(consoles));
+    for uuid in conductor.recover_provision_states() {
+        tracing::warn!(node = %uuid, "failed a provisioning step left unfinished by an earlier run");
+    }
     conductor.start();
     conductor.restore_consoles().await;
 

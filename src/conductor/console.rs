@@ -27,12 +27,12 @@ pub struct ConsoleState {
     pub info: Option<Value>,
 }
 
-enum Line {
+pub(super) enum Line {
     Serial { device: PathBuf, baud: u32 },
     Sol,
 }
 
-fn line_of(node: &Node) -> Result<Line, ConductorError> {
+pub(super) fn line_of(node: &Node) -> Result<Line, ConductorError> {
     if let Some(dev) = node.driver_info.get("serial_device") {
         let device = dev.as_str().filter(|s| !s.is_empty()).ok_or_else(|| {
             ConductorError::InvalidParameter(format!(

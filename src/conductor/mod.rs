@@ -16,6 +16,8 @@ mod console;
 mod lock;
 pub mod metrics;
 mod power;
+pub mod provision;
+pub mod states;
 mod sync;
 
 use std::collections::HashMap;
@@ -123,6 +125,10 @@ pub enum ConductorError {
     /// 400: the node's driver cannot do this (e.g. soft power off).
     #[error("{0}")]
     Unsupported(String),
+    /// 400: the action is not allowed in the node's provision state
+    /// (Ironic's `InvalidStateRequested` / `InvalidState`).
+    #[error("{0}")]
+    InvalidState(String),
     /// 409: a uniqueness conflict.
     #[error("{0}")]
     Conflict(String),
@@ -140,7 +146,9 @@ impl ConductorError {
             ConductorError::NodeNotFound(_) => 404,
             ConductorError::NodeLocked { .. } => 409,
             ConductorError::NoFreeWorker => 503,
-            ConductorError::InvalidParameter(_) | ConductorError::Unsupported(_) => 400,
+            ConductorError::InvalidParameter(_)
+            | ConductorError::Unsupported(_)
+            | ConductorError::InvalidState(_) => 400,
             ConductorError::Conflict(_) => 409,
             ConductorError::Store(e) => match e {
                 StoreError::NotFound { .. } => 404,
@@ -194,6 +202,12 @@ pub(crate) struct Timing {
     pub soft: Duration,
     pub sync_interval: Option<Duration>,
     pub recovery_interval: Option<Duration>,
+    /// Bound on `wait call-back`.
+    pub deploy_callback: Duration,
+    /// Bound on `clean wait`.
+    pub clean_callback: Duration,
+    /// How often the call-back bounds are checked.
+    pub provision_check: Duration,
 }
 
 impl Timing {
@@ -212,6 +226,9 @@ impl Timing {
             soft,
             sync_interval: secs(cfg.sync_power_state_interval),
             recovery_interval: secs(cfg.power_failure_recovery_interval),
+            deploy_callback: or(cfg.deploy_callback_timeout, 1800.0),
+            clean_callback: or(cfg.clean_callback_timeout, 1800.0),
+            provision_check: or(cfg.check_provision_state_interval, 60.0),
         }
     }
 }
@@ -305,7 +322,7 @@ impl Conductor {
     }
 
     /// Start the power sync and power-failure recovery loops (each only when
-    /// its interval is not 0). Calling it again does nothing. Targets left by
+    /// its interval is not 0) and the provisioning timeout check. Calling it again does nothing. Targets left by
     /// a previous run are the caller's to clear first
     /// ([`Store::clear_stale_targets`]): until then the sync skips those nodes.
     pub fn start(self: &Arc<Self>) {
@@ -329,6 +346,12 @@ impl Conductor {
                 Periodic::Recovery,
             )));
         }
+        loops.push(tokio::spawn(periodic(
+            Arc::downgrade(self),
+            self.timing.provision_check,
+            self.stop.subscribe(),
+            Periodic::Provision,
+        )));
         tracing::info!(
             host = %self.host,
             workers = self.cfg.workers,
@@ -434,8 +457,26 @@ impl Conductor {
         Ok(updated)
     }
 
+    /// Delete a node: refused while it has an instance (409) or is in a
+    /// state other than enroll, manageable, available or clean failed,
+    /// unless it is in maintenance (400), as Ironic's `destroy_node`.
     pub async fn delete_node(&self, ident: &str) -> Result<(), ConductorError> {
         let (lock, node) = self.lock_node(ident)?;
+        if let Some(i) = &node.instance_uuid {
+            return Err(ConductorError::Conflict(format!(
+                "Node {} is associated with instance {i}.",
+                node.uuid
+            )));
+        }
+        if !node.maintenance && !states::DELETE_ALLOWED.contains(&node.provision_state.as_str()) {
+            return Err(ConductorError::InvalidState(format!(
+                "Can not delete node \"{}\" while it is in provision state \"{}\". Valid \
+                 provision states to start deletion are: {}, or any state in maintenance mode.",
+                node.uuid,
+                node.provision_state,
+                states::DELETE_ALLOWED.join(", ")
+            )));
+        }
         self.store
             .delete_node(&node.uuid)
             .map_err(|e| self.node_err(ident, e))?;
@@ -526,8 +567,10 @@ impl Conductor {
     }
 
     /// Ironic's interface validation. `power` and `management` ask the BMC
-    /// (bounded by `bmc_timeout`, without the lock); `boot`, `deploy` and
-    /// `console` are not there yet; the other interfaces are not supported.
+    /// (bounded by `bmc_timeout`, without the lock); `boot` renders the
+    /// configs and checks the deploy images; `deploy` also needs
+    /// `instance_info.image_source`; `console` says whether the node has a
+    /// console line; the other interfaces are not supported.
     pub async fn validate(&self, ident: &str) -> Result<Vec<InterfaceCheck>, ConductorError> {
         let node = self.node(ident)?;
         let bmc = match bmcs::parse(
@@ -542,17 +585,38 @@ impl Conductor {
                 .await
                 .map_err(|e| e.to_string()),
         };
+        let boot = self
+            .check_boot(&node)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let deploy = boot.clone().and_then(|()| {
+            let image = node
+                .instance_info
+                .get("image_source")
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.trim().is_empty());
+            match image {
+                Some(_) => Ok(()),
+                None => Err("instance_info.image_source is missing".to_string()),
+            }
+        });
+        let console = console::line_of(&node).map(|_| ());
+        let check = |r: &Result<(), String>| match r {
+            Ok(()) => (Some(true), None),
+            Err(m) => (Some(false), Some(m.clone())),
+        };
         Ok(INTERFACES
             .iter()
             .filter(|i| **i != "vendor")
             .map(|&interface| {
                 let (result, reason) = match interface {
-                    "power" | "management" => match &bmc {
+                    "power" | "management" => check(&bmc),
+                    "boot" => check(&boot),
+                    "deploy" => check(&deploy),
+                    "console" => match &console {
                         Ok(()) => (Some(true), None),
-                        Err(m) => (Some(false), Some(m.clone())),
+                        Err(e) => (None, Some(e.to_string())),
                     },
-                    "boot" | "deploy" => (Some(false), Some("not yet supported".to_string())),
-                    "console" => (None, Some("not yet supported".to_string())),
                     _ => (None, Some("not supported".to_string())),
                 };
                 InterfaceCheck {
@@ -730,6 +794,7 @@ fn read_only_unchanged(before: &Node, after: &Node) -> Result<(), ConductorError
 enum Periodic {
     Sync,
     Recovery,
+    Provision,
 }
 
 /// Run a periodic task every `every` until stopped or the conductor is gone.
@@ -758,6 +823,9 @@ async fn periodic(
                     }
                     Periodic::Recovery => {
                         c.recover_power_failures().await;
+                    }
+                    Periodic::Provision => {
+                        c.check_provision_timeouts().await;
                     }
                 }
             } => {}

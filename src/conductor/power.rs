@@ -236,7 +236,7 @@ impl Conductor {
 
     /// Act through the BMC and poll until the end state. Unbounded here: the
     /// caller bounds it; each BMC exchange is bounded by `bmc_timeout`.
-    async fn drive(
+    pub(super) async fn drive(
         &self,
         node: &Node,
         target: PowerTarget,
