@@ -338,6 +338,57 @@ impl Default for ConsoleConfig {
     }
 }
 
+/// Most bytes of replay a console keeps in memory (one per enabled console).
+pub const MAX_REPLAY_BYTES: usize = 16 << 20;
+/// Smallest console log file before rotation: smaller would mean a new file
+/// every few lines of output.
+pub const MIN_LOG_MAX_BYTES: u64 = 4 << 10;
+
+impl ConsoleConfig {
+    /// `[console]` checked with the rest of the file, so a bad value is
+    /// refused with its key named (sizes would otherwise never be checked).
+    pub fn check(&self) -> Result<(), String> {
+        if self.host.trim().is_empty() {
+            return Err("[console] host must be the IP address console ports listen on".into());
+        }
+        self.host.parse::<std::net::IpAddr>().map_err(|_| {
+            format!(
+                "[console] host {:?} is not an IP address (console ports listen on it)",
+                self.host
+            )
+        })?;
+        crate::console::manager::parse_range(&self.port_range)
+            .map_err(|e| format!("[console] {e} (ports are 1-65535)"))?;
+        if self.log_dir.as_os_str().is_empty() {
+            return Err("[console] log_dir must name a directory".into());
+        }
+        if self.log_max_bytes < MIN_LOG_MAX_BYTES {
+            return Err(format!(
+                "[console] log_max_bytes must be at least {MIN_LOG_MAX_BYTES}"
+            ));
+        }
+        if self.log_keep == 0 {
+            return Err("[console] log_keep must be at least 1".into());
+        }
+        if self.replay_bytes > MAX_REPLAY_BYTES {
+            return Err(format!(
+                "[console] replay_bytes must be at most {MAX_REPLAY_BYTES} (0 turns replay off)"
+            ));
+        }
+        if self.max_viewers == 0 {
+            return Err("[console] max_viewers must be at least 1".into());
+        }
+        if self
+            .token_file
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("[console] token_file must name a file (or be left out)".into());
+        }
+        Ok(())
+    }
+}
+
 /// Seconds from the config as a Duration; `None` for 0 (disabled) or nonsense.
 pub fn secs(v: f64) -> Option<Duration> {
     if v.is_finite() && v > 0.0 && v < 1e9 {
@@ -448,6 +499,7 @@ impl Config {
         if !matches!(self.boot.default_boot_mode.as_str(), "uefi" | "bios") {
             return Err("[boot] default_boot_mode must be \"uefi\" or \"bios\"".into());
         }
+        self.console.check()?;
         Ok(())
     }
 }
@@ -521,5 +573,39 @@ mod tests {
             .check()
             .unwrap_err()
             .contains("htpasswd"));
+    }
+
+    #[test]
+    fn console_section_is_checked() {
+        let c = Config::parse(
+            "[console]\nhost = \"10.0.0.1\"\nport_range = \"12000-12099\"\nmax_viewers = 1\n\
+             replay_bytes = 0\nlog_max_bytes = 4096\nlog_keep = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.console.port_range, "12000-12099");
+        assert!(Config::parse("[console]\nport_range = \"1-65535\"\nhost = \"::1\"\n").is_ok());
+        let err = |conf: &str| Config::parse(&format!("[console]\n{conf}\n")).expect_err(conf);
+        for (conf, says) in [
+            ("port_range = \"10999-10000\"", "FIRST <= LAST"),
+            ("port_range = \"0-10\"", "FIRST <= LAST"),
+            ("port_range = \"10000-70000\"", "bad last port"),
+            ("port_range = \"10000\"", "FIRST-LAST"),
+            ("port_range = \"\"", "FIRST-LAST"),
+            ("port_range = \"a-b\"", "bad first port"),
+            ("max_viewers = 0", "max_viewers"),
+            ("replay_bytes = 1073741824", "replay_bytes"),
+            ("log_max_bytes = 0", "log_max_bytes"),
+            ("log_max_bytes = 100", "log_max_bytes"),
+            ("log_keep = 0", "log_keep"),
+            ("host = \"\"", "host"),
+            ("host = \"  \"", "host"),
+            ("host = \"console.example\"", "not an IP address"),
+            ("log_dir = \"\"", "log_dir"),
+            ("token_file = \"\"", "token_file"),
+            ("max_viewers = -1", "max_viewers"),
+        ] {
+            let e = err(conf);
+            assert!(e.contains(says), "{conf}: {e}");
+        }
     }
 }

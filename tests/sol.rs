@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::ipmi_sim::IpmiSim;
+use common::telnet::TelnetHost;
 use common::*;
 use ironrack::ipmi::sol::{SolEvent, SolLost};
 use ironrack::ipmi::{IpmiClient, IpmiError, SessionConfig, SolConsole, SolOptions};
@@ -16,9 +17,6 @@ use ironrack::profiles::Profiles;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::process::{Child, ChildStdin, ChildStdout};
-
-const TELNET_IAC: u8 = 255;
-const TELNET_BREAK: u8 = 243;
 
 /// A session configuration for `profile` (ipmi-sim: suite 3 and opensesspriv).
 fn session(profile: &str) -> SessionConfig {
@@ -30,88 +28,6 @@ fn session(profile: &str) -> SessionConfig {
         .ipmi
         .apply(&mut cfg);
     cfg
-}
-
-/// The host end of ipmi_sim's serial port: a telnet connection.
-struct TelnetHost {
-    write: tokio::net::tcp::OwnedWriteHalf,
-    /// Characters the console typed, telnet commands removed.
-    typed: Arc<Mutex<Vec<u8>>>,
-    breaks: Arc<Mutex<u32>>,
-}
-
-impl TelnetHost {
-    /// Accept ipmi_sim's connection and check its opening negotiation.
-    async fn accept(listener: &TcpListener) -> TelnetHost {
-        let (mut s, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())
-            .await
-            .expect("ipmi_sim never connected to the SOL port")
-            .unwrap();
-        let mut hello = [0u8; 12];
-        s.read_exact(&mut hello).await.unwrap();
-        // IAC DO BINARY, IAC WILL BINARY, IAC DONT ECHO, IAC WONT ECHO.
-        assert_eq!(
-            hello,
-            [255, 253, 0, 255, 251, 0, 255, 254, 1, 255, 252, 1],
-            "ipmi_sim's telnet negotiation"
-        );
-        let (mut read, write) = s.into_split();
-        let typed = Arc::new(Mutex::new(Vec::new()));
-        let breaks = Arc::new(Mutex::new(0));
-        let (t, b) = (typed.clone(), breaks.clone());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 1024];
-            let mut iac = false;
-            let mut skip = 0;
-            while let Ok(n) = read.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                for &c in &buf[..n] {
-                    if skip > 0 {
-                        skip -= 1;
-                    } else if iac {
-                        iac = false;
-                        match c {
-                            TELNET_IAC => t.lock().unwrap().push(TELNET_IAC),
-                            TELNET_BREAK => *b.lock().unwrap() += 1,
-                            251..=254 => skip = 1,
-                            _ => {}
-                        }
-                    } else if c == TELNET_IAC {
-                        iac = true;
-                    } else {
-                        t.lock().unwrap().push(c);
-                    }
-                }
-            }
-        });
-        TelnetHost {
-            write,
-            typed,
-            breaks,
-        }
-    }
-
-    /// Host output (no 0xff in it, so nothing to escape).
-    async fn print(&mut self, s: &[u8]) {
-        assert!(!s.contains(&TELNET_IAC));
-        self.write.write_all(s).await.unwrap();
-    }
-
-    async fn wait_typed(&self, want: &[u8]) {
-        for _ in 0..300 {
-            if self.typed.lock().unwrap().as_slice() == want {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "the host read {:?}, expected {:?}",
-            String::from_utf8_lossy(&self.typed.lock().unwrap()),
-            String::from_utf8_lossy(want)
-        );
-    }
 }
 
 /// Read host output from the console until `want` bytes arrived; other events

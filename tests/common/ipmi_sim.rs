@@ -11,6 +11,7 @@ use super::*;
 pub struct IpmiSim {
     child: tokio::process::Child,
     pub port: u16,
+    sol_port: Option<u16>,
     pub state: PathBuf,
     pub pwfile: PathBuf,
     _dir: Scratch,
@@ -36,36 +37,26 @@ impl IpmiSim {
         let pwfile = dir.file("pw", PASSWORD);
         let state = dir.0.join("state");
         let port = free_udp_port();
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let child = tokio::process::Command::new("bash")
-            .arg(root.join("scripts/start-ipmi-sim.sh"))
-            .arg(&state)
-            .arg(port.to_string())
-            .args(sol_port.map(|p| p.to_string()))
-            .env("IRONRACK_IPMI_SIM_PASSWORD_FILE", &pwfile)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start ipmi_sim");
-        let ready = run(tokio::process::Command::new("python3")
-            .arg(root.join("scripts/ipmi-sim-ready.py"))
-            .arg(port.to_string())
-            .args(["--timeout", "30"]))
-        .await;
-        assert!(
-            ready.status.success(),
-            "ipmi_sim did not come up: {}",
-            text(&ready)
-        );
+        let child = spawn(&state, port, sol_port, &pwfile).await;
         IpmiSim {
             child,
             port,
+            sol_port,
             state,
             pwfile,
             _dir: dir,
         }
+    }
+
+    /// Stop ipmi_sim and start it again on the same port with the same
+    /// state files, as a BMC reset would: sessions and SOL are gone, and
+    /// with SOL it connects to its telnet host port again.
+    pub async fn restart(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("ipmi_sim did not exit");
+        self.child = spawn(&self.state, self.port, self.sol_port, &self.pwfile).await;
     }
 
     pub fn read(&self, name: &str) -> String {
@@ -134,4 +125,37 @@ impl Drop for IpmiSim {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
     }
+}
+
+/// Run scripts/start-ipmi-sim.sh and wait until ipmi_sim answers.
+async fn spawn(
+    state: &Path,
+    port: u16,
+    sol_port: Option<u16>,
+    pwfile: &Path,
+) -> tokio::process::Child {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let child = tokio::process::Command::new("bash")
+        .arg(root.join("scripts/start-ipmi-sim.sh"))
+        .arg(state)
+        .arg(port.to_string())
+        .args(sol_port.map(|p| p.to_string()))
+        .env("IRONRACK_IPMI_SIM_PASSWORD_FILE", pwfile)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start ipmi_sim");
+    let ready = run(tokio::process::Command::new("python3")
+        .arg(root.join("scripts/ipmi-sim-ready.py"))
+        .arg(port.to_string())
+        .args(["--timeout", "30"]))
+    .await;
+    assert!(
+        ready.status.success(),
+        "ipmi_sim did not come up: {}",
+        text(&ready)
+    );
+    child
 }

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod ipmi_sim;
 pub mod sushy;
+pub mod telnet;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
