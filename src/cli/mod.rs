@@ -39,7 +39,8 @@ pub enum Command {
     Sim(sim::SimArgs),
     /// Run the agent: the conductor and the Ironic-compatible API.
     Serve(serve::ServeArgs),
-    /// The Nova-side driver layer: get-info, power-on, power-off, reboot.
+    /// The Nova-side driver layer: get-info, power-on, power-off, reboot,
+    /// get-serial-console, spawn, destroy, rebuild.
     Driver(driver::DriverArgs),
     /// Boot configs of a node, as the agent renders them.
     Boot(boot::BootArgs),

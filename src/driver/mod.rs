@@ -2,7 +2,8 @@
 //! Ironic API, as a Rust client of ours. It maps Ironic power states to Nova's
 //! (RUNNING / SHUTDOWN / NOSTATE) and carries out power on, power off with a
 //! soft-then-hard fallback, and reboot with a soft-to-hard fallback, waiting
-//! for `target_power_state` to clear at a retry interval.
+//! for `target_power_state` to clear at a retry interval. `provision` adds
+//! spawn, destroy and rebuild (instance info, VIFs, provision states).
 
 use std::time::Duration;
 
@@ -10,9 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-/// Microversion the driver asks for: soft power and power timeouts (1.27)
-/// and NMI (1.29) are the newest features it uses.
-pub const API_VERSION: &str = "1.29";
+/// Microversion the driver asks for: soft power and power timeouts (1.27),
+/// VIF attach/detach (1.28), NMI (1.29) and a config drive with `rebuild`
+/// (1.35) are the newest features it uses.
+pub const API_VERSION: &str = "1.38";
+
+mod provision;
+pub use provision::*;
 
 /// Nova's `nova.compute.power_state` codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +68,10 @@ pub struct NodeView {
     #[serde(default)]
     pub provision_state: Option<String>,
     #[serde(default)]
+    pub target_provision_state: Option<String>,
+    #[serde(default)]
+    pub instance_uuid: Option<String>,
+    #[serde(default)]
     pub last_error: Option<String>,
     #[serde(default)]
     pub maintenance: bool,
@@ -83,6 +92,22 @@ pub enum DriverError {
     Http(String),
     #[error("{0}")]
     Timeout(String),
+    /// Nova's InstanceDeployFailure: the node went to `deploy failed` (or
+    /// `error`) while deploying, or refused the instance info; the message
+    /// carries the node's last_error.
+    #[error("{0}")]
+    DeployFailed(String),
+    /// Nova's InstanceNotFound while waiting for ACTIVE: the node no longer
+    /// carries the instance, is being torn down, or is gone.
+    #[error("{0}")]
+    InstanceRemoved(String),
+    /// Nova's ValidationError: the node's deploy or power interface failed
+    /// `GET /v1/nodes/{id}/validate`.
+    #[error("{0}")]
+    ValidationFailed(String),
+    /// Nova's VirtualInterfacePlugException: a VIF attach answered 400.
+    #[error("{0}")]
+    VifPlugFailed(String),
 }
 
 /// The faultstring out of an Ironic error body (whose `error_message` is JSON
