@@ -1,12 +1,13 @@
 //! `ironrack sim`: serve N simulated BMCs until interrupted.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use crate::ipmi::crypto::CipherSuite;
+use crate::sim::netboot::{Loader, Mac, NetbootConfig, TftpSettings, DEFAULT_MAC_BASE};
 use crate::sim::redfish::{RedfishFleet, RedfishFleetConfig};
 use crate::sim::{BmcConfig, Fleet, FleetConfig};
 
@@ -79,6 +80,98 @@ pub struct SimArgs {
     /// shell at its prompt would (for SOL round trips).
     #[arg(long)]
     pub sol_echo: bool,
+
+    /// MAC of machine 0's PXE NIC; machine i gets this plus i. Redfish
+    /// systems follow the IPMI machines (system i: base + count + i) when
+    /// both are served.
+    #[arg(long, default_value_t = DEFAULT_MAC_BASE.to_string())]
+    pub mac_base: String,
+    /// The agent's TFTP server (IP[:PORT], port 69 unless given). A machine
+    /// booting with the boot device PXE fetches its per-MAC config there,
+    /// then the kernel and ramdisk it names, then heartbeats to its
+    /// ipa-api-url. Without it PXE boots fall back to the disk.
+    #[arg(long, value_parser = parse_boot_server)]
+    pub boot_server: Option<SocketAddr>,
+    /// Loader the machines run: pxe (GRUB config with the UEFI boot flag,
+    /// else PXELINUX, files over TFTP or HTTP URLs) or ipxe (ipxe/<mac>.ipxe
+    /// over TFTP, files from its URLs).
+    #[arg(long, default_value = "pxe", value_parser = clap::value_parser!(Loader))]
+    pub netboot: Loader,
+    /// TFTP blksize the machines ask for.
+    #[arg(long, default_value_t = 1468, value_parser = clap::value_parser!(u16).range(8..=65464))]
+    pub tftp_blksize: u16,
+    /// TFTP windowsize the machines ask for (1: lock step, as a PXE ROM).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub tftp_windowsize: u16,
+    /// TFTP retransmit timeout, seconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub tftp_timeout: f64,
+    /// Bound on downloading one kernel or ramdisk, seconds.
+    #[arg(long, default_value_t = 600.0)]
+    pub download_timeout: f64,
+    /// Seconds between heartbeats (the first goes at once).
+    #[arg(long, default_value_t = 5.0)]
+    pub heartbeat_interval: f64,
+    /// Host put in the heartbeats' callback_url (default: the local address
+    /// of the route to ipa-api-url); the port is the machine's BMC port.
+    #[arg(long)]
+    pub callback_host: Option<IpAddr>,
+    /// Indexes (0-based) of machines whose kernel download fails (they ask
+    /// for a file that is not there) and never heartbeat, e.g. 3,5 (IPMI
+    /// BMCs and Redfish systems alike).
+    #[arg(long, value_delimiter = ',')]
+    pub fail_download: Vec<usize>,
+    /// Indexes (0-based) of machines that download everything but never
+    /// heartbeat, e.g. 7.
+    #[arg(long, value_delimiter = ',')]
+    pub no_heartbeat: Vec<usize>,
+}
+
+/// `IP[:PORT]` (port 69 unless given), IPv6 with or without brackets.
+fn parse_boot_server(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let bare = s.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, 69))
+        .map_err(|_| format!("{s:?} is not IP[:PORT]"))
+}
+
+/// Seconds as a bounded positive duration.
+fn secs(flag: &str, v: f64) -> Result<Duration, String> {
+    if !(v > 0.0 && v < 86_400.0) {
+        return Err(format!("--{flag} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// The machines' network boot settings from the flags.
+fn netboot_config(a: &SimArgs) -> Result<NetbootConfig, String> {
+    Ok(NetbootConfig {
+        boot_server: a.boot_server,
+        loader: a.netboot,
+        tftp: TftpSettings {
+            blksize: Some(a.tftp_blksize),
+            windowsize: (a.tftp_windowsize > 1).then_some(a.tftp_windowsize),
+            timeout: secs("tftp-timeout", a.tftp_timeout)?,
+            ..TftpSettings::default()
+        },
+        download_timeout: secs("download-timeout", a.download_timeout)?,
+        heartbeat_interval: secs("heartbeat-interval", a.heartbeat_interval)?,
+        callback_host: a.callback_host,
+        ..NetbootConfig::default()
+    })
+}
+
+/// Every index of a fault list must name a machine.
+fn check_indexes(flag: &str, list: &[usize], count: usize) -> Result<(), String> {
+    match list.iter().find(|i| **i >= count) {
+        Some(i) => Err(format!(
+            "--{flag} {i}: there are only {count} machine(s) (indexes from 0)"
+        )),
+        None => Ok(()),
+    }
 }
 
 pub async fn run(a: SimArgs) -> i32 {
@@ -96,7 +189,9 @@ fn write_stats(fleet: Option<&Fleet>, redfish: Option<&RedfishFleet>, path: &Pat
         .map(|f| {
             f.bmcs
                 .iter()
-                .map(|b| serde_json::json!({"addr": b.addr.to_string(), "stats": b.stats()}))
+                .map(|b| {
+                    serde_json::json!({"addr": b.addr.to_string(), "mac": b.mac(), "stats": b.stats()})
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -104,15 +199,20 @@ fn write_stats(fleet: Option<&Fleet>, redfish: Option<&RedfishFleet>, path: &Pat
         .map(|r| {
             r.systems()
                 .iter()
-                .map(|s| {
+                .enumerate()
+                .map(|(i, s)| {
+                    let nb = r.netboot(i);
                     serde_json::json!({"id": s.id(), "power_on": s.power_on(),
-                        "nmi_count": s.nmi_count(), "requests": s.requests()})
+                        "nmi_count": s.nmi_count(), "requests": s.requests(),
+                        "mac": nb.map(|n| n.mac().to_string()),
+                        "netboot": nb.map(|n| n.stats())})
                 })
                 .collect()
         })
         .unwrap_or_default();
     let doc = serde_json::json!({
         "ipmi": ipmi,
+        "netboot_totals": fleet.map(|f| f.netboot_totals()),
         "redfish": {
             "systems": systems,
             "requests": redfish.map(|r| r.requests()),
@@ -152,6 +252,22 @@ async fn serve(a: SimArgs) -> Result<(), String> {
     if !(0.0..=1.0).contains(&a.loss) {
         return Err("--loss is a fraction between 0 and 1".into());
     }
+    let mac_base: Mac = a.mac_base.parse().map_err(|e| format!("--mac-base: {e}"))?;
+    let machines = if a.redfish.is_some() && a.ipmi.is_some() {
+        a.count.saturating_mul(2)
+    } else {
+        a.count
+    };
+    if machines > 0 && mac_base.checked_add(machines as u64 - 1).is_none() {
+        return Err(format!(
+            "--mac-base {mac_base}: {machines} machines would run past ff:ff:ff:ff:ff:ff"
+        ));
+    }
+    let netboot = netboot_config(&a)?;
+    bmc.mac = Some(mac_base);
+    bmc.netboot = netboot.clone();
+    check_indexes("fail-download", &a.fail_download, a.count)?;
+    check_indexes("no-heartbeat", &a.no_heartbeat, a.count)?;
     let ipmi_addr = match (a.ipmi, a.redfish) {
         (Some(x), _) => Some(x),
         (None, None) => Some(SocketAddr::from(([127, 0, 0, 1], 10000))),
@@ -171,6 +287,16 @@ async fn serve(a: SimArgs) -> Result<(), String> {
             })
             .await
             .map_err(|e| e.to_string())?;
+            for i in &a.fail_download {
+                if let Some(b) = fleet.bmcs.get(*i) {
+                    b.update_netboot(|n| n.fail_download = true);
+                }
+            }
+            for i in &a.no_heartbeat {
+                if let Some(b) = fleet.bmcs.get(*i) {
+                    b.update_netboot(|n| n.no_heartbeat = true);
+                }
+            }
             println!(
                 "ironrack sim: {} IPMI BMC(s) on {}:{}-{} (suites {:?})",
                 a.count,
@@ -178,6 +304,17 @@ async fn serve(a: SimArgs) -> Result<(), String> {
                 fleet.bmcs.first().map(|b| b.addr.port()).unwrap_or(0),
                 fleet.bmcs.last().map(|b| b.addr.port()).unwrap_or(0),
                 a.suites
+            );
+            println!(
+                "ironrack sim: machine MACs {}-{}, network boot {} from {}",
+                fleet.bmcs.first().map(|b| b.mac()).unwrap_or_default(),
+                fleet.bmcs.last().map(|b| b.mac()).unwrap_or_default(),
+                a.netboot.name(),
+                a.boot_server
+                    .map(|s| format!("TFTP {s}"))
+                    .unwrap_or_else(
+                        || "nowhere (no --boot-server: PXE boots fall back to disk)".into()
+                    )
             );
             Some(fleet)
         }
@@ -201,10 +338,27 @@ async fn serve(a: SimArgs) -> Result<(), String> {
             cfg.allow_nmi = !a.no_nmi;
             cfg.unknown_enums = a.unknown_enums;
             cfg.no_graceful = a.no_graceful;
+            let skip = if fleet.is_some() { a.count as u64 } else { 0 };
+            cfg.mac_base = Some(mac_base.checked_add(skip).ok_or_else(|| {
+                format!(
+                    "--mac-base {mac_base}: the Redfish systems would run past ff:ff:ff:ff:ff:ff"
+                )
+            })?);
+            cfg.netboot = netboot.clone();
             let rf = RedfishFleet::start(cfg).await.map_err(|e| e.to_string())?;
             for i in &a.unresponsive {
                 if let Some(s) = rf.get_system(*i) {
                     s.set_unresponsive(true);
+                }
+            }
+            for i in &a.fail_download {
+                if let Some(n) = rf.netboot(*i) {
+                    n.update(|n| n.fail_download = true);
+                }
+            }
+            for i in &a.no_heartbeat {
+                if let Some(n) = rf.netboot(*i) {
+                    n.update(|n| n.no_heartbeat = true);
                 }
             }
             println!(

@@ -19,6 +19,8 @@ use crate::ipmi::session::SeqWindow;
 use crate::ipmi::sol::{Role, SolConfig, SolEndpoint, SolEvent, SolStats};
 use crate::ipmi::wire::{self, IpmiRequest, IpmiResponse, Packet, PayloadType, V20Packet};
 
+use super::netboot::{Mac, NetbootConfig, NetbootStats};
+
 /// Serial-over-LAN settings of a simulated BMC.
 #[derive(Debug, Clone)]
 pub struct SolSimConfig {
@@ -90,6 +92,12 @@ pub struct BmcConfig {
     /// The UDP port named in Activate Payload (the BMC's own; the fleet sets it).
     pub port: u16,
     pub sol: SolSimConfig,
+    /// The machine's PXE NIC. In a [`FleetConfig`](super::FleetConfig) this
+    /// is the base: BMC i gets it plus i (`None`:
+    /// [`DEFAULT_MAC_BASE`](super::netboot::DEFAULT_MAC_BASE)).
+    pub mac: Option<Mac>,
+    /// What the machine does when it boots from the network.
+    pub netboot: NetbootConfig,
 }
 
 impl BmcConfig {
@@ -108,12 +116,14 @@ impl BmcConfig {
             nmi: true,
             port: 623,
             sol: SolSimConfig::default(),
+            mac: None,
+            netboot: NetbootConfig::default(),
         }
     }
 }
 
 /// Counters a test or the CLI can read.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BmcStats {
     pub sessions_opened: u64,
     /// Established sessions.
@@ -130,6 +140,11 @@ pub struct BmcStats {
     pub boots: u64,
     /// SOL is active in some session.
     pub sol_active: bool,
+    /// The machine's PXE NIC (`aa:bb:cc:dd:ee:ff`).
+    pub mac: Option<String>,
+    /// Network boots (filled in by [`SimBmc::stats`](super::SimBmc::stats);
+    /// the sans-IO core leaves it empty).
+    pub netboot: NetbootStats,
 }
 
 /// The machine behind the BMC.
@@ -291,7 +306,8 @@ impl Bmc {
     pub fn stats(&mut self, now: Instant) -> BmcStats {
         self.expire(now);
         self.machine.tick(now);
-        let mut s = self.stats;
+        let mut s = self.stats.clone();
+        s.mac = self.cfg.mac.map(|m| m.to_string());
         s.sessions_active = self
             .sessions
             .values()
@@ -351,13 +367,20 @@ impl Bmc {
         self.out.pop_front()
     }
 
-    /// When `handle_timeout` must be called next.
+    /// When `handle_timeout` must be called next (SOL resends, a power
+    /// transition landing).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sol.as_ref().and_then(|s| s.ep.poll_timeout())
+        let sol = self.sol.as_ref().and_then(|s| s.ep.poll_timeout());
+        let power = self.machine.pending.map(|(_, at)| at);
+        match (sol, power) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire(now);
+        self.machine.tick(now);
         if let Some(s) = &mut self.sol {
             s.ep.handle_timeout(now);
         }
@@ -1092,5 +1115,35 @@ impl Bmc {
             }
             _ => rq.respond(0x80, &[]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A power transition with a delay is a timer of its own: it lands at
+    /// `handle_timeout` with no packet arriving, and the boot is recorded
+    /// with the flags in effect (what the machine's network side reads).
+    #[test]
+    fn delayed_power_on_lands_on_the_timer() {
+        let mut cfg = BmcConfig::new("admin", b"pw");
+        cfg.mac = Some("52:54:00:00:00:07".parse().unwrap());
+        let mut b = Bmc::new(cfg, 1);
+        let t0 = Instant::now();
+        assert_eq!(b.poll_timeout(), None);
+        b.machine.boot_flags = [0x80, 0x04, 0, 0, 0];
+        b.machine.schedule(true, t0, Duration::from_millis(300));
+        assert_eq!(b.poll_timeout(), Some(t0 + Duration::from_millis(300)));
+        b.handle_timeout(t0 + Duration::from_millis(299));
+        assert!(!b.machine.on && b.machine.boots.is_empty());
+        b.handle_timeout(t0 + Duration::from_millis(300));
+        assert!(b.machine.on);
+        assert_eq!(b.poll_timeout(), None);
+        let f = b.machine.boots.last().copied().unwrap();
+        assert!(f.valid && f.device == cmd::BootDevice::Pxe);
+        // Once: the override is used up.
+        assert_eq!(b.machine.boot_flags[0] & 0x80, 0);
+        assert_eq!(b.stats(t0).mac.as_deref(), Some("52:54:00:00:00:07"));
     }
 }

@@ -2,10 +2,18 @@
 //! on consecutive UDP ports, with fault injection.
 //!
 //! The protocol lives in [`bmc`] (sans-IO); this module only moves datagrams,
-//! runs the BMCs' timers (SOL resends) and applies faults (loss, latency,
-//! unresponsive BMCs) to every datagram, SOL included.
+//! runs the BMCs' timers (SOL resends, power transitions) and applies faults
+//! (loss, latency, unresponsive BMCs) to every datagram, SOL included.
+//!
+//! Behind each BMC is a machine that really network-boots: it has a MAC
+//! (BMC i: the configured base plus i) and, when it boots with the boot
+//! device PXE, fetches its per-MAC config from the boot server, downloads
+//! the kernel and ramdisk, and heartbeats to the agent as a deploy ramdisk
+//! would ([`netboot`] decides and parses, [`pxe`] does the network part).
 
 pub mod bmc;
+pub mod netboot;
+pub mod pxe;
 pub mod redfish;
 
 use std::net::SocketAddr;
@@ -21,6 +29,10 @@ use tokio::task::JoinHandle;
 use crate::ipmi::sol::SolStats;
 
 pub use bmc::{Bmc, BmcConfig, BmcStats, HostSerial, SolSimConfig};
+pub use netboot::{
+    Loader, Mac, NetbootConfig, NetbootStats, DEFAULT_MAC_BASE, DEFAULT_REDFISH_MAC_BASE,
+};
+pub use pxe::NetbootHost;
 
 /// Faults applied to one BMC, changeable while it runs.
 #[derive(Debug, Default)]
@@ -74,6 +86,8 @@ pub struct SimBmc {
     pub addr: SocketAddr,
     pub core: Mutex<Bmc>,
     pub faults: Faults,
+    /// The machine's network side (PXE boots, downloads, heartbeats).
+    pub netboot: Arc<NetbootHost>,
     /// Wakes the serving task when the BMC has something to send on its own.
     wake: Notify,
 }
@@ -93,8 +107,48 @@ impl SimBmc {
         r
     }
 
+    /// The BMC's counters, with the machine's network boots.
     pub fn stats(&self) -> BmcStats {
-        self.with(|b| b.stats(Instant::now()))
+        let mut s = self.with(|b| b.stats(Instant::now()));
+        s.netboot = self.netboot.stats();
+        s
+    }
+
+    /// The machine's PXE MAC, `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self) -> String {
+        self.netboot.mac().to_string()
+    }
+
+    /// The machine's network boot counters and state.
+    pub fn netboot_stats(&self) -> NetbootStats {
+        self.netboot.stats()
+    }
+
+    /// Change how the machine network-boots (boot server, faults, ...); it
+    /// applies from its next boot.
+    pub fn update_netboot(&self, f: impl FnOnce(&mut NetbootConfig)) {
+        self.netboot.update(f)
+    }
+
+    /// Tell the machine's network side about boots and power changes.
+    fn observe_machine(&self) {
+        let (boots, flags, on) = self.with_core(|b| {
+            (
+                b.machine.boots.len() as u64,
+                b.machine.boots.last().copied(),
+                b.machine.on,
+            )
+        });
+        self.netboot.observe(boots, flags.as_ref(), on);
+    }
+
+    /// `with` without waking the serving task.
+    fn with_core<R>(&self, f: impl FnOnce(&mut Bmc) -> R) -> R {
+        let mut g = match self.core.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut g)
     }
 
     /// The simulated host writes to its serial port (see [`Bmc::host_write`]):
@@ -158,7 +212,15 @@ impl Fleet {
     pub async fn start(cfg: FleetConfig) -> std::io::Result<Fleet> {
         let mut bmcs = Vec::with_capacity(cfg.count);
         let mut tasks = Vec::with_capacity(cfg.count);
+        let http = pxe::http_client()?;
+        let mac_base = cfg.bmc.mac.unwrap_or(DEFAULT_MAC_BASE);
         for i in 0..cfg.count {
+            let mac = mac_base.checked_add(i as u64).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("BMC {i} would need a MAC beyond ff:ff:ff:ff:ff:ff (base {mac_base})"),
+                )
+            })?;
             let addr = if cfg.first.port() == 0 {
                 cfg.first
             } else {
@@ -181,10 +243,19 @@ impl Fleet {
             let mut bcfg = cfg.bmc.clone();
             bcfg.guid[..8].copy_from_slice(&(i as u64).to_le_bytes());
             bcfg.port = local.port();
+            bcfg.mac = Some(mac);
+            let netboot = Arc::new(NetbootHost::new(
+                mac,
+                local,
+                local.port(),
+                bcfg.netboot.clone(),
+                http.clone(),
+            ));
             let bmc = Arc::new(SimBmc {
                 addr: local,
                 core: Mutex::new(Bmc::new(bcfg, rand::random::<u64>() ^ i as u64)),
                 faults: Faults::default(),
+                netboot,
                 wake: Notify::new(),
             });
             bmc.faults.set_loss(cfg.loss);
@@ -199,12 +270,58 @@ impl Fleet {
     pub fn addrs(&self) -> Vec<SocketAddr> {
         self.bmcs.iter().map(|b| b.addr).collect()
     }
+
+    /// Every machine's PXE MAC, in BMC order.
+    pub fn macs(&self) -> Vec<String> {
+        self.bmcs.iter().map(|b| b.mac()).collect()
+    }
+
+    /// Point every machine at this TFTP boot server (from their next boot).
+    pub fn set_boot_server(&self, server: Option<SocketAddr>) {
+        for b in &self.bmcs {
+            b.update_netboot(|n| n.boot_server = server);
+        }
+    }
+
+    /// Change every machine's network boot settings (from their next boot).
+    pub fn update_netboot(&self, f: impl Fn(&mut NetbootConfig)) {
+        for b in &self.bmcs {
+            b.update_netboot(&f);
+        }
+    }
+
+    /// The sum of every machine's network boot counters (state, error and
+    /// the other per-machine strings are left empty).
+    pub fn netboot_totals(&self) -> NetbootStats {
+        let mut t = NetbootStats::default();
+        for b in &self.bmcs {
+            let s = b.netboot_stats();
+            t.netboots += s.netboots;
+            t.disk_boots += s.disk_boots;
+            t.disk_fallbacks += s.disk_fallbacks;
+            t.configs_fetched += s.configs_fetched;
+            t.config_errors += s.config_errors;
+            t.tftp_files += s.tftp_files;
+            t.tftp_bytes += s.tftp_bytes;
+            t.http_files += s.http_files;
+            t.http_bytes += s.http_bytes;
+            t.download_failures += s.download_failures;
+            t.heartbeats_sent += s.heartbeats_sent;
+            t.heartbeats_accepted += s.heartbeats_accepted;
+            t.heartbeats_refused += s.heartbeats_refused;
+            t.heartbeat_errors += s.heartbeat_errors;
+        }
+        t
+    }
 }
 
 impl Drop for Fleet {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        for b in &self.bmcs {
+            b.netboot.abort();
         }
     }
 }
@@ -244,6 +361,8 @@ async fn serve(sock: Arc<UdpSocket>, bmc: Arc<SimBmc>) {
             }
             (v, g.poll_timeout())
         };
+        // Boots and power changes reach the machine's network side.
+        bmc.observe_machine();
         for (peer, d) in outgoing {
             if let Some(peer) = peer {
                 send_faulty(&sock, &bmc, d, peer).await;

@@ -123,6 +123,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use zeroize::Zeroizing;
 
+use super::netboot::{redfish_boot_flags, Mac, NetbootConfig, DEFAULT_REDFISH_MAC_BASE};
+use super::pxe::{self, NetbootHost};
+
 /// The service root.
 pub const ROOT_PATH: &str = "/redfish/v1/";
 /// The systems collection.
@@ -195,6 +198,13 @@ pub struct RedfishFleetConfig {
     /// reset types (and refuse them with a 400), like a BMC without ACPI
     /// soft power control.
     pub no_graceful: bool,
+    /// MAC of system 0's PXE NIC; system i gets this plus i (`None`:
+    /// [`DEFAULT_REDFISH_MAC_BASE`]).
+    pub mac_base: Option<Mac>,
+    /// What the systems do when they boot from the network (see
+    /// [`super::netboot`]): with `BootSourceOverrideTarget` `Pxe` in effect
+    /// at a boot, GRUB in UEFI mode, PXELINUX in Legacy mode.
+    pub netboot: NetbootConfig,
 }
 
 impl RedfishFleetConfig {
@@ -230,6 +240,8 @@ impl Default for RedfishFleetConfig {
             model: "sim".to_owned(),
             unknown_enums: false,
             no_graceful: false,
+            mac_base: None,
+            netboot: NetbootConfig::default(),
         }
     }
 }
@@ -251,6 +263,8 @@ impl fmt::Debug for RedfishFleetConfig {
             .field("model", &self.model)
             .field("unknown_enums", &self.unknown_enums)
             .field("no_graceful", &self.no_graceful)
+            .field("mac_base", &self.mac_base)
+            .field("netboot", &self.netboot)
             .finish()
     }
 }
@@ -530,6 +544,19 @@ impl SimSystem {
     /// The override target in effect at the last boot (`"None"` if none was).
     pub fn last_boot_target(&self) -> Option<String> {
         self.with(Instant::now(), |m| m.last_boot_target.clone())
+    }
+    /// What the machine's network side needs (due transitions landed
+    /// first): boots so far, the override target at the last one, the boot
+    /// mode, and whether it is on.
+    pub fn boot_state(&self) -> (u64, Option<String>, String, bool) {
+        self.with(Instant::now(), |m| {
+            (
+                m.boots,
+                m.last_boot_target.clone(),
+                m.boot_mode.clone(),
+                m.on,
+            )
+        })
     }
     /// Restarts (`ForceRestart`, `GracefulRestart`) so far.
     pub fn resets(&self) -> u64 {
@@ -1870,6 +1897,10 @@ pub struct RedfishFleet {
     handle: axum_server::Handle<SocketAddr>,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
+    /// System i's network side.
+    netboot: Vec<Arc<NetbootHost>>,
+    /// Watches the systems' boots for `netboot`.
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl fmt::Debug for RedfishFleet {
@@ -1902,6 +1933,27 @@ impl RedfishFleet {
         let addr = listener.local_addr()?;
 
         let sim = Arc::new(RedfishSim::new(&cfg));
+        let http = pxe::http_client()?;
+        let mac_base = cfg.mac_base.unwrap_or(DEFAULT_REDFISH_MAC_BASE);
+        let mut netboot = Vec::with_capacity(cfg.count);
+        for i in 0..cfg.count {
+            let mac = mac_base.checked_add(i as u64).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!(
+                        "system {i} would need a MAC beyond ff:ff:ff:ff:ff:ff (base {mac_base})"
+                    ),
+                )
+            })?;
+            netboot.push(Arc::new(NetbootHost::new(
+                mac,
+                addr,
+                addr.port(),
+                cfg.netboot.clone(),
+                http.clone(),
+            )));
+        }
+        let watcher = tokio::spawn(watch_boots(sim.clone(), netboot.clone()));
         let faults = Arc::new(FleetFaults::default());
         faults.set_latency(cfg.latency);
         faults.set_rate(cfg.error_503_rate);
@@ -1946,7 +1998,24 @@ impl RedfishFleet {
             handle,
             stop,
             task: Some(task),
+            netboot,
+            watcher: Some(watcher),
         })
+    }
+
+    /// System i's network side (MAC, counters, settings).
+    pub fn netboot(&self, i: usize) -> Option<&Arc<NetbootHost>> {
+        self.netboot.get(i)
+    }
+
+    /// System i's PXE MAC, `aa:bb:cc:dd:ee:ff`.
+    pub fn mac(&self, i: usize) -> Option<String> {
+        self.netboot.get(i).map(|n| n.mac().to_string())
+    }
+
+    /// Every system's network side, in system order.
+    pub fn netboot_hosts(&self) -> &[Arc<NetbootHost>] {
+        &self.netboot
     }
 
     /// The bound address.
@@ -2034,6 +2103,7 @@ impl RedfishFleet {
 
     /// Stop serving and wait for the server task.
     pub async fn shutdown(mut self) {
+        self.stop_netboot();
         let _ = self.stop.send(true);
         self.handle.shutdown();
         if let Some(task) = self.task.take() {
@@ -2042,8 +2112,35 @@ impl RedfishFleet {
     }
 }
 
+impl RedfishFleet {
+    fn stop_netboot(&mut self) {
+        if let Some(w) = self.watcher.take() {
+            w.abort();
+        }
+        for n in &self.netboot {
+            n.abort();
+        }
+    }
+}
+
+/// Every 100 ms, tell each system's network side about its boots and power
+/// (landing transitions that are due, as a request would).
+async fn watch_boots(sim: Arc<RedfishSim>, hosts: Vec<Arc<NetbootHost>>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (sys, host) in sim.systems.iter().zip(&hosts) {
+            let (boots, target, mode, on) = sys.boot_state();
+            let flags = redfish_boot_flags(target.as_deref(), &mode);
+            host.observe(boots, flags.as_ref(), on);
+        }
+    }
+}
+
 impl Drop for RedfishFleet {
     fn drop(&mut self) {
+        self.stop_netboot();
         let _ = self.stop.send(true);
         self.handle.shutdown();
         if let Some(task) = self.task.take() {
