@@ -563,3 +563,80 @@ fn sol_rides_on_the_session_through_loss() {
         assert!(n.bmc.sol_active(), "SOL stays active in its session");
     }
 }
+
+#[test]
+fn a_streaming_console_keeps_the_session_alive_without_keepalives() {
+    use ironrack::ipmi::cmd::PayloadActivation;
+    use ironrack::ipmi::sol::{Role, SolConfig, SolEndpoint};
+    use ironrack::ipmi::wire::PayloadType;
+
+    let mut ccfg = client(Some(17));
+    ccfg.keepalive = Some(Duration::from_secs(5));
+    let mut n = Net::new(ccfg, bmc());
+    let r = n
+        .cmd(
+            cmd::NETFN_APP,
+            cmd::CMD_ACTIVATE_PAYLOAD,
+            cmd::activate_payload_request(cmd::PAYLOAD_SOL, 1, 0xc6),
+        )
+        .unwrap();
+    let act = PayloadActivation::parse(&r.data).unwrap();
+    let mut cc = SolConfig::new(Role::Console);
+    cc.max_data = act.inbound_size as usize - 4;
+    let mut con = SolEndpoint::new(cc);
+    let before = n.client.stats().keepalives;
+    let mut got = 0usize;
+    // The host prints a line every second for 30 s: 6 keepalive periods.
+    for _ in 0..30 {
+        n.bmc.host_write(b"a line of boot output\r\n");
+        let end = n.now + Duration::from_secs(1);
+        loop {
+            let now = n.now;
+            while let Some(p) = con.poll_transmit(now) {
+                let d = n.client.send_payload(PayloadType::Sol, &p).unwrap();
+                n.bmc.handle(now, &d);
+            }
+            while let Some(d) = n.client.poll_transmit() {
+                if let Some(r) = n.bmc.handle(now, &d) {
+                    n.client.handle_input(now, &r);
+                }
+            }
+            while let Some((_, d)) = n.bmc.poll_transmit(now) {
+                n.client.handle_input(now, &d);
+            }
+            while let Some(ev) = n.client.poll_event() {
+                if let Event::Payload { data, .. } = ev {
+                    con.handle_packet(now, &data).unwrap();
+                }
+            }
+            got += con.read().len();
+            let next = [
+                con.poll_timeout(),
+                n.bmc.poll_timeout(),
+                n.client.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
+            match next {
+                Some(t) if t <= end => {
+                    n.now = n.now.max(t);
+                    con.handle_timeout(n.now);
+                    n.bmc.handle_timeout(n.now);
+                    n.client.handle_timeout(n.now);
+                }
+                _ => break,
+            }
+        }
+        n.now = end;
+    }
+    assert_eq!(got, 30 * 23, "every line reached the console");
+    assert_eq!(
+        n.client.stats().keepalives,
+        before,
+        "SOL from the BMC proves the session alive"
+    );
+    // Once the host falls silent, keepalives resume.
+    n.idle(Duration::from_secs(12));
+    assert!(n.client.stats().keepalives > before);
+}

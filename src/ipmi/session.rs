@@ -914,6 +914,11 @@ impl ClientSession {
                     if !self.is_active() {
                         return self.drop_packet("payload outside an active session");
                     }
+                    // An authenticated, in-window payload proves the session
+                    // alive as well as a response does: no keepalive needed
+                    // while a console streams (each one is a chance to lose
+                    // the session on a lossy link).
+                    self.last_activity = now;
                     self.events.push_back(Event::Payload {
                         payload_type: p.payload_type,
                         data: plain,
