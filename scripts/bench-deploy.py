@@ -75,7 +75,7 @@ def main():
         return node["uuid"]
 
     def states():
-        r = call("GET", "/v1/nodes?fields=uuid,provision_state,last_error&limit=0")
+        r = call("GET", "/v1/nodes?fields=uuid,provision_state,last_error&limit=1000")
         return {n["uuid"]: n for n in r["nodes"]}
 
     def wait_all(uuids, state, bound):

@@ -19,6 +19,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::{BootError, BootFile, FileSource, Via};
 
+/// Bytes read from a file per body chunk.
+const STREAM_CHUNK: usize = 128 * 1024;
+
 /// What a `Range` header asks of a body of a given length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RangeAnswer {
@@ -237,7 +240,12 @@ async fn serve(State(source): State<Arc<dyn FileSource>>, req: Request) -> Respo
                 use tokio::io::AsyncReadExt;
                 let reader = tokio::fs::File::from_std(file).take(count);
                 (
-                    Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+                    // Each read of a tokio file is a trip to the blocking
+                    // pool: read big chunks (the default is 4 KiB).
+                    Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                        reader,
+                        STREAM_CHUNK,
+                    )),
                     "application/octet-stream",
                 )
             }
