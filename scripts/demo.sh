@@ -88,8 +88,13 @@ echo "chassis_control saw: power=$(cat "$WORK/ipmi-sim/power") boot=$(cat "$WORK
 "${IPMI[@]}" power nmi || echo "(ipmi_sim has no NMI; the profile refuses it locally)"
 
 step "ironrack sim: 1000 IPMI BMCs on 127.0.0.1:21000-21999 (suites 3 and 17, NMI) and 1000 Redfish systems behind 127.0.0.1:8124"
+# Behind each BMC is a machine that network-boots from the agent's TFTP
+# server (started in part 2 on this port) and a host that echoes its serial
+# console.
+TFTP_PORT="$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 "$BIN" sim --ipmi 127.0.0.1:21000 --redfish 127.0.0.1:8124 --count 1000 --password-file "$WORK/pw" \
-    --power-delay-ms 200 --stats-file "$WORK/sim-stats.json" >"$WORK/sim.log" 2>&1 &
+    --power-delay-ms 200 --stats-file "$WORK/sim-stats.json" --sol-echo \
+    --boot-server "127.0.0.1:$TFTP_PORT" --heartbeat-interval 1 >"$WORK/sim.log" 2>&1 &
 PIDS+=($!)
 wait_http http://127.0.0.1:8124/redfish/v1/
 FLEET=("$BIN" ipmi -H '127.0.0.1:[21000-21999]' -U admin -f "$WORK/pw")
@@ -142,7 +147,27 @@ path = "$WORK/ironrack.db"
 [conductor]
 sync_power_state_interval = $SYNC
 power_poll_interval = 0.5
+deploy_callback_timeout = 120
+clean_callback_timeout = 120
+check_provision_state_interval = 2
+
+[tftp]
+listen = "127.0.0.1:$TFTP_PORT"
+root = "$WORK/tftproot"
+
+[http_boot]
+listen = "127.0.0.1:0"
+
+[boot]
+default_boot_mode = "bios"
+
+[console]
+log_dir = "$WORK/console-logs"
 CONF
+# The deploy "ramdisk" the simulated machines download: any files will do.
+mkdir -p "$WORK/tftproot/deploy"
+head -c 4194304 /dev/urandom >"$WORK/tftproot/deploy/vmlinuz"
+head -c 16777216 /dev/urandom >"$WORK/tftproot/deploy/initrd.img"
 run cat "$WORK/ironrack.toml"
 printf '$ ironrack serve --config %s 2>%s &\n' "$WORK/ironrack.toml" "$WORK/agent.log"
 "$BIN" serve --config "$WORK/ironrack.toml" </dev/null >/dev/null 2>"$WORK/agent.log" &
@@ -206,7 +231,10 @@ for i in 0 1 2; do
         --driver-info ipmi_username=admin --driver-info ipmi_password="$PW" \
         --driver-info ipmi_cipher_suite=17
 done
-bm port create 52:54:00:12:34:56 --node "$(field sim-0 uuid)" -f value -c uuid
+# Each simulated machine's PXE MAC is in the simulator's stats file.
+sim_mac() { python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["ipmi"][int(sys.argv[2])]["mac"])' "$WORK/sim-stats.json" "$1"; }
+bm port create "$(sim_mac 0)" --node "$(field sim-0 uuid)" -f value -c uuid
+bm port create "$(sim_mac 1)" --node "$(field sim-1 uuid)" -f value -c uuid
 bm port list --node sim-0 --fields uuid address node_uuid pxe_enabled
 t=$SECONDS # until the agent has read every BMC once
 while "${BM[@]}" node list -f value -c power_state | grep -qx None; do
@@ -263,6 +291,74 @@ run "${DRV[@]}" get-info sim-1
 run "${DRV[@]}" power-on sim-1
 run "${DRV[@]}" power-off --timeout 30 sim-1
 run "${DRV[@]}" get-info sim-1
+
+step "console: serial-over-LAN bridged to TCP, for as many viewers as want it"
+bm node console enable sim-0
+t=$SECONDS
+until [[ "$(field sim-0 console_enabled)" == True ]]; do
+    ((SECONDS - t < 30)) || die "sim-0: console not enabled"
+    sleep 0.3
+done
+bm node console show sim-0
+URL="$("${BM[@]}" node console show sim-0 -f json | python3 -c 'import json, sys; print(json.load(sys.stdin)["console_info"]["url"])')"
+python3 - "$URL" <<'PY'
+import socket, sys, time
+host, port = sys.argv[1].removeprefix("tcp://").rsplit(":", 1)
+a = socket.create_connection((host, int(port)), timeout=10)
+b = socket.create_connection((host, int(port)), timeout=10)
+time.sleep(0.5)
+a.recv(4096); b.recv(4096)  # greetings: writer / read-only
+a.sendall(b"hello from the demo\r")
+seen = b""
+deadline = time.time() + 10
+while b"hello from the demo" not in seen and time.time() < deadline:
+    seen += b.recv(4096)
+print("a second, read-only viewer saw the host echo:", b"hello from the demo" in seen)
+PY
+bm node console disable sim-0
+
+step "provisioning: deploy and undeploy sim-0, a simulated machine that really PXE boots from the agent"
+for node in sim-0 sim-1; do
+    bm node set "$node" --driver-info deploy_kernel=deploy/vmlinuz --driver-info deploy_ramdisk=deploy/initrd.img
+done
+# Wait until the node is in STATE with no worker holding it.
+provisioned() { # NODE STATE
+    local node="$1" want="$2" t=$SECONDS st
+    while :; do
+        st="$("${BM[@]}" node show "$node" -f value -c provision_state)"
+        [[ "$st" == "$want" && "$(field "$node" reservation)" == None ]] && break
+        [[ "$st" == *failed ]] && die "$node: $st: $(field "$node" last_error)"
+        ((SECONDS - t < 120)) || die "$node: still '$st' after 120 s"
+        sleep 0.5
+    done
+    printf '   -> %s: %s after %d s\n' "$node" "$want" $((SECONDS - t))
+}
+for node in sim-0 sim-1; do
+    bm node manage "$node"
+    provisioned "$node" manageable
+    bm node provide "$node" # cleaning: the ramdisk boots and heartbeats
+    provisioned "$node" available
+done
+bm node set sim-0 --instance-info image_source=http://images.example/ubuntu.qcow2 \
+    --instance-uuid 0b3ec1f4-7d0e-4c1a-9d55-5a1e0c0de001
+bm node deploy sim-0
+provisioned sim-0 active
+bm node show sim-0 --fields name provision_state power_state instance_uuid driver_internal_info
+sleep 1.2
+python3 - "$WORK/sim-stats.json" <<'PY'
+import json, sys
+n = json.load(open(sys.argv[1]))["ipmi"][0]["stats"]["netboot"]
+print(f"sim-0's machine: {n['netboots']} network boots, {n['tftp_files']} files / {n['tftp_bytes']} bytes over TFTP, "
+      f"{n['heartbeats_accepted']} heartbeats accepted, now: {n['state']}")
+PY
+bm node undeploy sim-0
+provisioned sim-0 available
+
+step "the Nova view of provisioning: ironrack driver spawn / destroy on sim-1"
+run "${DRV[@]}" spawn sim-1 --instance-uuid 0b3ec1f4-7d0e-4c1a-9d55-5a1e0c0de002 \
+    --image-source http://images.example/ubuntu.qcow2 --vif port-a
+run "${DRV[@]}" destroy sim-1 --instance-uuid 0b3ec1f4-7d0e-4c1a-9d55-5a1e0c0de002
+provisioned sim-1 available
 
 step "a change behind the agent's back shows up after the power sync (every ${SYNC} s)"
 bm node power off sim-2
