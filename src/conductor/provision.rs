@@ -337,27 +337,53 @@ impl Conductor {
 
     async fn deploy_worker(&self, lock: &NodeLock) {
         let uuid = lock.uuid();
-        let r: Step<()> = async {
+        let checked = async {
             let node = self.fresh(uuid)?;
             self.bmc_call(&node, |b| async move { b.validate().await })
                 .await
                 .map_err(|e| {
                     format!("Failed to validate the power and management of node {uuid}: {e}")
                 })?;
+            Ok(node)
+        }
+        .await;
+        self.boot_to_ramdisk(
+            lock,
+            checked,
+            "to deploy",
+            (states::DEPLOYWAIT, Some(states::ACTIVE)),
+            (states::DEPLOYFAIL, Some(states::ACTIVE)),
+        )
+        .await;
+    }
+
+    /// Make the boot configs live and boot the node into the ramdisk, then
+    /// wait for its heartbeat in `wait`; on a failure (of `checked` too),
+    /// take the configs back and enter `failed`.
+    async fn boot_to_ramdisk(
+        &self,
+        lock: &NodeLock,
+        checked: Step<Node>,
+        what: &str,
+        wait: (&str, Option<&str>),
+        failed: (&str, Option<&str>),
+    ) {
+        let uuid = lock.uuid();
+        let r: Step<()> = async {
             let node = self
-                .prepare_boot_locked(lock, &node)
+                .prepare_boot_locked(lock, &checked?)
                 .await
-                .map_err(|e| format!("Failed to prepare to deploy node {uuid}: {e}"))?;
+                .map_err(|e| format!("Failed to prepare node {uuid} {what}: {e}"))?;
             self.boot_locked(&node).await
         }
         .await;
         match r {
             Ok(()) => {
-                self.enter(uuid, states::DEPLOYWAIT, Some(states::ACTIVE), |_| {});
+                self.enter(uuid, wait.0, wait.1, |_| {});
             }
             Err(m) => {
                 self.take_boot_back(lock);
-                self.fail(uuid, states::DEPLOYFAIL, Some(states::ACTIVE), m);
+                self.fail(uuid, failed.0, failed.1, m);
             }
         }
     }
@@ -449,24 +475,14 @@ impl Conductor {
             self.enter(uuid, states::AVAILABLE, None, |_| {});
             return;
         }
-        let r: Step<()> = async {
-            let node = self.fresh(uuid)?;
-            let node = self
-                .prepare_boot_locked(lock, &node)
-                .await
-                .map_err(|e| format!("Failed to prepare node {uuid} for cleaning: {e}"))?;
-            self.boot_locked(&node).await
-        }
+        self.boot_to_ramdisk(
+            lock,
+            self.fresh(uuid),
+            "for cleaning",
+            (states::CLEANWAIT, Some(states::AVAILABLE)),
+            (states::CLEANFAIL, None),
+        )
         .await;
-        match r {
-            Ok(()) => {
-                self.enter(uuid, states::CLEANWAIT, Some(states::AVAILABLE), |_| {});
-            }
-            Err(m) => {
-                self.take_boot_back(lock);
-                self.fail(uuid, states::CLEANFAIL, None, m);
-            }
-        }
     }
 
     /// After the cleaning ramdisk's heartbeat: configs away, power off, available.
