@@ -164,6 +164,8 @@ enum Purpose {
     SetPriv,
     Keepalive,
     Close,
+    /// Close Session for a session we abandoned (see `ClientSession::orphans`).
+    CloseOrphan,
     User,
 }
 
@@ -332,6 +334,13 @@ pub struct ClientSession {
     next_id: u64,
     /// Handshakes restarted since the last success (lost RAKP messages).
     restarts: u32,
+    /// Sessions we gave up on that the BMC may still hold: the one left
+    /// behind by a re-open after unanswered commands or a lost keepalive
+    /// (on a lossy link the BMC usually still has it), or a handshake
+    /// abandoned after RAKP 3. Each would take one of the BMC's few session
+    /// slots until its idle timeout, so they are closed by id, best effort,
+    /// from the next active session while it is idle.
+    orphans: Vec<u32>,
     stats: Stats,
 }
 
@@ -364,6 +373,7 @@ impl ClientSession {
             close_requested: false,
             next_id: 1,
             restarts: 0,
+            orphans: Vec::new(),
             stats: Stats::default(),
         })
     }
@@ -560,7 +570,11 @@ impl ClientSession {
             }
         }
         if self.state.is_handshake() && self.queue.is_empty() && self.current.is_none() {
-            // Nobody waits for this session any more.
+            // Nobody waits for this session any more. After RAKP 3 the BMC
+            // may have made it a session.
+            if matches!(self.state, State::Rakp3 { .. } | State::SetPriv) {
+                self.orphan(self.bmc_sid);
+            }
             self.outstanding = None;
             self.state = State::Idle;
         }
@@ -608,6 +622,11 @@ impl ClientSession {
                 self.finish_closed();
                 true
             }
+            (State::Active, Some(Purpose::CloseOrphan)) if exhausted => {
+                // Best effort: the BMC times it out in the end.
+                tracing::debug!("no answer to Close Session for an abandoned session");
+                true
+            }
             (State::Active, Some(Purpose::Keepalive)) if exhausted => {
                 tracing::debug!("keepalive lost; session presumed gone");
                 self.drop_session();
@@ -649,10 +668,60 @@ impl ClientSession {
         self.outstanding = Some(o);
     }
 
+    /// Give up the active session (the BMC may still hold it: see `orphans`).
     fn drop_session(&mut self) {
+        if matches!(self.state, State::Active) {
+            self.orphan(self.bmc_sid);
+        }
         self.state = State::Idle;
         self.keys = None;
         self.outstanding = None;
+    }
+
+    /// Remember a session to close later (a few at most; the oldest are
+    /// left to the BMC's idle timeout).
+    fn orphan(&mut self, bmc_sid: u32) {
+        const MAX_ORPHANS: usize = 8;
+        if bmc_sid == 0 || self.orphans.contains(&bmc_sid) {
+            return;
+        }
+        if self.orphans.len() >= MAX_ORPHANS {
+            self.orphans.remove(0);
+        }
+        self.orphans.push(bmc_sid);
+    }
+
+    /// A command is waiting: a Close Session for an abandoned session gives
+    /// way to it (the session goes back on the list; a late answer to it is
+    /// dropped as unmatched).
+    fn yield_orphan_close(&mut self) {
+        let sid = match &self.outstanding {
+            Some(Outstanding {
+                msg:
+                    OutMsg::Ipmi {
+                        req,
+                        purpose: Purpose::CloseOrphan,
+                        ..
+                    },
+                ..
+            }) => req
+                .data
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_le_bytes),
+            _ => return,
+        };
+        self.outstanding = None;
+        if let Some(sid) = sid {
+            self.orphan(sid);
+        }
+    }
+
+    /// The next abandoned session to close (never the one in use).
+    fn next_orphan(&mut self) -> Option<u32> {
+        let current = self.bmc_sid;
+        self.orphans.retain(|s| *s != current);
+        self.orphans.pop()
     }
 
     fn fail_command(&mut self, q: Queued, e: IpmiError) {
@@ -679,6 +748,9 @@ impl ClientSession {
         if self.close_requested {
             return;
         }
+        if !self.queue.is_empty() {
+            self.yield_orphan_close();
+        }
         match self.state {
             State::Idle if !self.queue.is_empty() => self.begin_handshake(now),
             State::Active if self.outstanding.is_none() && self.current.is_none() => {
@@ -692,6 +764,16 @@ impl ClientSession {
                     self.current = Some(q);
                     self.last_command_sent = Some(now);
                     self.send_ipmi(now, req, Purpose::User, false);
+                } else if let Some(sid) = self.next_orphan() {
+                    // Idle: close a session we abandoned, so it does not hold
+                    // one of the BMC's slots until its idle timeout.
+                    let req = self.new_request(
+                        cmd::NETFN_APP,
+                        cmd::CMD_CLOSE_SESSION,
+                        sid.to_le_bytes().to_vec(),
+                    );
+                    self.last_command_sent = Some(now);
+                    self.send_ipmi(now, req, Purpose::CloseOrphan, false);
                 }
             }
             _ => {}
@@ -1283,6 +1365,13 @@ impl ClientSession {
                 });
             }
             Purpose::Keepalive => {}
+            Purpose::CloseOrphan => {
+                // 0x87 (no such session): the BMC had dropped it already.
+                tracing::debug!(
+                    completion = rs.completion,
+                    "Close Session for an abandoned session answered"
+                );
+            }
             Purpose::Close => self.finish_closed(),
             Purpose::User => {
                 if let Some(c) = self.current.take() {
