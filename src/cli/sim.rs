@@ -57,15 +57,19 @@ pub struct SimArgs {
     /// Fraction of datagrams lost, each way (0.2 = 20 %).
     #[arg(long, default_value_t = 0.0)]
     pub loss: f64,
-    /// Added latency per answer, milliseconds.
+    /// Added latency per answer (IPMI) or request (Redfish), milliseconds.
     #[arg(long, default_value_t = 0)]
     pub latency_ms: u64,
-    /// Random extra latency up to this many milliseconds.
+    /// Random extra latency up to this many milliseconds (IPMI and Redfish).
     #[arg(long, default_value_t = 0)]
     pub jitter_ms: u64,
     /// Indexes (0-based) of BMCs that never answer, e.g. 3,17.
     #[arg(long, value_delimiter = ',')]
     pub unresponsive: Vec<usize>,
+    /// Garbage, rotated passwords and the control file (boxed: they keep
+    /// the `sim` command small).
+    #[command(flatten)]
+    pub faults: Box<FaultArgs>,
     /// Refuse the diagnostic interrupt (NMI), like ipmi_sim.
     #[arg(long)]
     pub no_nmi: bool,
@@ -127,6 +131,28 @@ pub struct SimArgs {
     pub no_heartbeat: Vec<usize>,
 }
 
+/// The simulator's fault flags beyond loss, latency and unresponsive BMCs.
+#[derive(Args, Debug, Default)]
+pub struct FaultArgs {
+    /// Indexes (0-based) of IPMI BMCs that answer every datagram with
+    /// garbage (random bytes, malformed RMCP, truncated answers), e.g. 7.
+    #[arg(long, value_delimiter = ',')]
+    pub garbage: Vec<usize>,
+    /// Indexes (0-based) of IPMI BMCs whose password was changed: they
+    /// refuse the configured one in RAKP (a random password nobody knows).
+    #[arg(long, value_delimiter = ',')]
+    pub reject_auth: Vec<usize>,
+    /// A file of fault commands, one per line, checked every second: lines
+    /// appended since the last check are applied (a file rewritten from
+    /// scratch is applied from its start). Commands: `unresponsive ipmi|redfish LIST`,
+    /// `responsive ipmi|redfish LIST`, `garbage LIST`, `no-garbage LIST`,
+    /// `loss FRACTION`, `latency MS [JITTER_MS]` and `power ipmi|redfish
+    /// LIST on|off` (someone pressing the button; LIST: `3,17,20-29`).
+    /// Lets a script change faults and machines while the fleet runs.
+    #[arg(long)]
+    pub control: Option<PathBuf>,
+}
+
 /// `IP[:PORT]` (port 69 unless given), IPv6 with or without brackets.
 fn parse_boot_server(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
@@ -162,6 +188,132 @@ fn netboot_config(a: &SimArgs) -> Result<NetbootConfig, String> {
         callback_host: a.callback_host,
         ..NetbootConfig::default()
     })
+}
+
+/// `3,17,20-29` as indexes.
+fn parse_list(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("{part:?} is not an index or a range a-b");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if b < a || b - a > 1_000_000 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(part.parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(out)
+}
+
+/// Apply one line of the `--control` file.
+fn control_line(
+    line: &str,
+    fleet: Option<&Fleet>,
+    redfish: Option<&RedfishFleet>,
+) -> Result<(), String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let bmc = |i: usize| {
+        fleet
+            .and_then(|f| f.bmcs.get(i))
+            .ok_or_else(|| format!("no IPMI BMC {i}"))
+    };
+    match words.as_slice() {
+        [op @ ("unresponsive" | "responsive"), kind, list] => {
+            let on = *op == "unresponsive";
+            for i in parse_list(list)? {
+                match *kind {
+                    "ipmi" => bmc(i)?.faults.set_unresponsive(on),
+                    "redfish" => redfish
+                        .and_then(|r| r.get_system(i))
+                        .ok_or_else(|| format!("no Redfish system {i}"))?
+                        .set_unresponsive(on),
+                    other => return Err(format!("{other:?}: ipmi or redfish")),
+                }
+            }
+        }
+        ["power", kind, list, state @ ("on" | "off")] => {
+            let on = *state == "on";
+            for i in parse_list(list)? {
+                match *kind {
+                    "ipmi" => bmc(i)?.with(|b| b.set_power(on, std::time::Instant::now())),
+                    "redfish" => redfish
+                        .and_then(|r| r.get_system(i))
+                        .ok_or_else(|| format!("no Redfish system {i}"))?
+                        .set_power(on),
+                    other => return Err(format!("{other:?}: ipmi or redfish")),
+                }
+            }
+        }
+        [op @ ("garbage" | "no-garbage"), list] => {
+            for i in parse_list(list)? {
+                bmc(i)?.faults.set_garbage(*op == "garbage");
+            }
+        }
+        ["loss", f] => {
+            let f: f64 = f.parse().map_err(|_| format!("loss {f:?}: a fraction"))?;
+            if !(0.0..=1.0).contains(&f) {
+                return Err("loss is a fraction between 0 and 1".into());
+            }
+            for b in fleet.map(|f| f.bmcs.as_slice()).unwrap_or_default() {
+                b.faults.set_loss(f);
+            }
+        }
+        ["latency", ms, rest @ ..] if rest.len() <= 1 => {
+            let num = |v: &str| v.parse::<u64>().map_err(|_| format!("{v:?}: milliseconds"));
+            let base = Duration::from_millis(num(ms)?);
+            let jitter = Duration::from_millis(match rest.first() {
+                Some(j) => num(j)?,
+                None => 0,
+            });
+            for b in fleet.map(|f| f.bmcs.as_slice()).unwrap_or_default() {
+                b.faults.set_latency(base, jitter);
+            }
+            if let Some(r) = redfish {
+                r.set_latency(base);
+                r.set_jitter(jitter);
+            }
+        }
+        _ => return Err("unknown command".into()),
+    }
+    Ok(())
+}
+
+/// Read the control file and apply the complete lines added since the last
+/// call (all of them when the file no longer starts with what was applied).
+fn apply_control(
+    path: &PathBuf,
+    applied: &mut String,
+    fleet: Option<&Fleet>,
+    redfish: Option<&RedfishFleet>,
+) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    // Only whole lines: a line still being written waits for the next check.
+    let complete = match text.rfind('\n') {
+        Some(end) => &text[..=end],
+        None => "",
+    };
+    let (skip, fresh) = match complete.strip_prefix(applied.as_str()) {
+        Some(rest) => (applied.lines().count(), rest),
+        None => (0, complete),
+    };
+    for (n, line) in fresh.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or_default().trim();
+        if line.is_empty() {
+            continue;
+        }
+        match control_line(line, fleet, redfish) {
+            Ok(()) => println!("ironrack sim: control: {line}"),
+            Err(e) => eprintln!("ironrack sim: {}:{}: {e}", path.display(), skip + n + 1),
+        }
+    }
+    *applied = complete.to_string();
 }
 
 /// Every index of a fault list must name a machine.
@@ -267,6 +419,8 @@ async fn serve(a: SimArgs) -> Result<(), String> {
     bmc.mac = Some(mac_base);
     bmc.netboot = netboot.clone();
     check_indexes("fail-download", &a.fail_download, a.count)?;
+    check_indexes("garbage", &a.faults.garbage, a.count)?;
+    check_indexes("reject-auth", &a.faults.reject_auth, a.count)?;
     check_indexes("no-heartbeat", &a.no_heartbeat, a.count)?;
     let ipmi_addr = match (a.ipmi, a.redfish) {
         (Some(x), _) => Some(x),
@@ -291,6 +445,25 @@ async fn serve(a: SimArgs) -> Result<(), String> {
                 if let Some(b) = fleet.bmcs.get(*i) {
                     b.update_netboot(|n| n.fail_download = true);
                 }
+            }
+            for i in &a.faults.garbage {
+                if let Some(b) = fleet.bmcs.get(*i) {
+                    b.faults.set_garbage(true);
+                }
+            }
+            for i in &a.faults.reject_auth {
+                if let Some(b) = fleet.bmcs.get(*i) {
+                    let rotated: String = (0..16)
+                        .map(|_| char::from(b"0123456789abcdef"[rand::random::<usize>() % 16]))
+                        .collect();
+                    b.set_password(rotated.as_bytes());
+                }
+            }
+            if !a.faults.garbage.is_empty() || !a.faults.reject_auth.is_empty() {
+                println!(
+                    "ironrack sim: BMCs answering garbage {:?}, refusing the password {:?}",
+                    a.faults.garbage, a.faults.reject_auth
+                );
             }
             for i in &a.no_heartbeat {
                 if let Some(b) = fleet.bmcs.get(*i) {
@@ -331,6 +504,7 @@ async fn serve(a: SimArgs) -> Result<(), String> {
             cfg.power_delay = Duration::from_millis(a.power_delay_ms);
             cfg.session_timeout = Duration::from_secs_f64(a.session_timeout.max(0.1));
             cfg.latency = Duration::from_millis(a.latency_ms);
+            cfg.jitter = Duration::from_millis(a.jitter_ms);
             if !(0.0..=1.0).contains(&a.error_503_rate) {
                 return Err("--error-503-rate is a fraction between 0 and 1".into());
             }
@@ -383,9 +557,13 @@ async fn serve(a: SimArgs) -> Result<(), String> {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    let mut control_seen = String::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {
+                if let Some(p) = &a.faults.control {
+                    apply_control(p, &mut control_seen, fleet.as_ref(), redfish.as_ref());
+                }
                 if let Some(p) = &a.stats_file { write_stats(fleet.as_ref(), redfish.as_ref(), p) }
             }
             _ = tokio::signal::ctrl_c() => break,
@@ -396,4 +574,78 @@ async fn serve(a: SimArgs) -> Result<(), String> {
         write_stats(fleet.as_ref(), redfish.as_ref(), p);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_lists_and_ranges() {
+        assert_eq!(parse_list("3, 17,20-22").unwrap(), vec![3, 17, 20, 21, 22]);
+        assert_eq!(parse_list("").unwrap(), Vec::<usize>::new());
+        assert!(parse_list("5-2").is_err());
+        assert!(parse_list("x").is_err());
+        assert!(parse_list("1-").is_err());
+    }
+
+    #[tokio::test]
+    async fn the_control_file_applies_appended_lines_once() {
+        let fleet = Fleet::start(FleetConfig {
+            first: "127.0.0.1:0".parse().unwrap(),
+            count: 2,
+            bmc: BmcConfig::new("admin", b"pw"),
+            loss: 0.0,
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            unresponsive: vec![],
+        })
+        .await
+        .unwrap();
+        let path = std::env::temp_dir().join(format!(
+            "ironrack-sim-control-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        let mut applied = String::new();
+        let apply = |applied: &mut String| apply_control(&path, applied, Some(&fleet), None);
+        std::fs::write(&path, "unresponsive ipmi 1\n# a comment\nloss 0.5").unwrap();
+        apply(&mut applied);
+        assert!(fleet.bmcs[1].faults.is_unresponsive());
+        assert!(!fleet.bmcs[0].faults.is_unresponsive());
+        // Appended lines only; the unfinished line now complete.
+        std::fs::write(
+            &path,
+            "unresponsive ipmi 1\n# a comment\nloss 0.5\nresponsive ipmi 1\npower ipmi 0 on\n",
+        )
+        .unwrap();
+        apply(&mut applied);
+        assert!(!fleet.bmcs[1].faults.is_unresponsive());
+        assert!(fleet.bmcs[0].with(|b| b.machine.on));
+        // Nothing new: nothing re-applied.
+        fleet.bmcs[0].with(|b| b.set_power(false, std::time::Instant::now()));
+        apply(&mut applied);
+        assert!(!fleet.bmcs[0].with(|b| b.machine.on));
+        // Rewritten from scratch: applied from the start.
+        std::fs::write(&path, "garbage 0-1\n").unwrap();
+        apply(&mut applied);
+        assert!(fleet.bmcs[0].faults.is_garbage() && fleet.bmcs[1].faults.is_garbage());
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn control_lines_are_checked_without_a_fleet() {
+        assert!(control_line("loss 0.2", None, None).is_ok());
+        assert!(control_line("latency 50 30", None, None).is_ok());
+        assert!(control_line("loss 2", None, None).is_err());
+        assert!(control_line("unresponsive ipmi 3", None, None)
+            .unwrap_err()
+            .contains("no IPMI BMC 3"));
+        assert!(control_line("unresponsive serial 3", None, None).is_err());
+        assert!(control_line("reboot everything", None, None).is_err());
+        assert!(control_line("power ipmi 1 sideways", None, None).is_err());
+        assert!(control_line("power redfish 1 on", None, None)
+            .unwrap_err()
+            .contains("no Redfish system 1"));
+    }
 }

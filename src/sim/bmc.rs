@@ -130,6 +130,9 @@ pub struct BmcStats {
     pub sessions_active: usize,
     /// Sessions between Open Session and RAKP 3.
     pub handshakes_pending: usize,
+    /// The most sessions (established and pending handshakes, what
+    /// `max_sessions` bounds) this BMC ever held at once.
+    pub sessions_peak: usize,
     pub sessions_refused: u64,
     pub auth_failures: u64,
     pub commands: u64,
@@ -145,6 +148,9 @@ pub struct BmcStats {
     /// Network boots (filled in by [`SimBmc::stats`](super::SimBmc::stats);
     /// the sans-IO core leaves it empty).
     pub netboot: NetbootStats,
+    /// Garbage datagrams sent in place of answers (fault injection, filled
+    /// in by [`SimBmc::stats`](super::SimBmc::stats)).
+    pub garbage_sent: u64,
 }
 
 /// The machine behind the BMC.
@@ -320,6 +326,12 @@ impl Bmc {
         s.boots = self.machine.boots.len() as u64;
         s.sol_active = self.sol.is_some();
         s
+    }
+
+    /// Change the password the BMC accepts from now on (RAKP with the old
+    /// one fails; sessions already established stay).
+    pub fn set_password(&mut self, password: &[u8]) {
+        self.cfg.password = Zeroizing::new(password.to_vec());
     }
 
     /// Forget every session, as a BMC reset would (SOL goes with them).
@@ -641,6 +653,7 @@ impl Bmc {
                 last_seen: now,
             }),
         );
+        self.stats.sessions_peak = self.stats.sessions_peak.max(self.sessions.len());
         OpenSessionResponse {
             tag: rq.tag,
             status: 0,
@@ -1145,5 +1158,33 @@ mod tests {
         // Once: the override is used up.
         assert_eq!(b.machine.boot_flags[0] & 0x80, 0);
         assert_eq!(b.stats(t0).mac.as_deref(), Some("52:54:00:00:00:07"));
+    }
+
+    /// The peak counts pending handshakes too (what the limit bounds), and
+    /// stays after the sessions expire; the limit refuses one more.
+    #[test]
+    fn session_peak_is_remembered_and_bounded_by_the_limit() {
+        let mut cfg = BmcConfig::new("admin", b"pw");
+        cfg.max_sessions = 3;
+        cfg.session_timeout = Duration::from_secs(5);
+        let mut b = Bmc::new(cfg, 2);
+        let t0 = Instant::now();
+        let rq = |i: u32| OpenSessionRequest {
+            tag: i as u8,
+            max_privilege: 0,
+            console_session_id: 100 + i,
+            auth: CipherSuite::SUITE_3.auth as u8,
+            integrity: CipherSuite::SUITE_3.integrity as u8,
+            conf: CipherSuite::SUITE_3.conf as u8,
+        };
+        for i in 0..4 {
+            let status = b.open_session(t0, &rq(i)).status;
+            assert_eq!(status, if i < 3 { 0 } else { 0x01 }, "open {i}");
+        }
+        let s = b.stats(t0);
+        assert_eq!((s.sessions_peak, s.handshakes_pending), (3, 3));
+        assert_eq!(s.sessions_refused, 1);
+        let later = b.stats(t0 + Duration::from_secs(30));
+        assert_eq!((later.sessions_peak, later.handshakes_pending), (3, 0));
     }
 }

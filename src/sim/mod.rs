@@ -3,7 +3,8 @@
 //!
 //! The protocol lives in [`bmc`] (sans-IO); this module only moves datagrams,
 //! runs the BMCs' timers (SOL resends, power transitions) and applies faults
-//! (loss, latency, unresponsive BMCs) to every datagram, SOL included.
+//! (loss, latency, unresponsive BMCs, garbage answers) to every datagram, SOL
+//! included.
 //!
 //! Behind each BMC is a machine that really network-boots: it has a MAC
 //! (BMC i: the configured base plus i) and, when it boots with the boot
@@ -17,7 +18,7 @@ pub mod pxe;
 pub mod redfish;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,10 @@ pub struct Faults {
     jitter_ms: AtomicU32,
     /// Swallow everything.
     unresponsive: AtomicBool,
+    /// Answer every datagram with garbage (see [`garble`]).
+    garbage: AtomicBool,
+    /// Garbage datagrams sent.
+    garbage_sent: AtomicU64,
 }
 
 impl Faults {
@@ -64,6 +69,22 @@ impl Faults {
     }
     pub fn set_unresponsive(&self, v: bool) {
         self.unresponsive.store(v, Ordering::Relaxed);
+    }
+    pub fn is_unresponsive(&self) -> bool {
+        self.unresponsive.load(Ordering::Relaxed)
+    }
+    /// Answer with garbage (broken firmware): every datagram the BMC sends,
+    /// answers and SOL alike, is replaced by random bytes or malformed RMCP
+    /// ([`garble`]). Loss and latency still apply.
+    pub fn set_garbage(&self, v: bool) {
+        self.garbage.store(v, Ordering::Relaxed);
+    }
+    pub fn is_garbage(&self) -> bool {
+        self.garbage.load(Ordering::Relaxed)
+    }
+    /// Garbage datagrams sent so far.
+    pub fn garbage_sent(&self) -> u64 {
+        self.garbage_sent.load(Ordering::Relaxed)
     }
     fn lose(&self) -> bool {
         let ppm = self.loss_ppm.load(Ordering::Relaxed);
@@ -107,11 +128,19 @@ impl SimBmc {
         r
     }
 
-    /// The BMC's counters, with the machine's network boots.
+    /// The BMC's counters, with the machine's network boots and the
+    /// garbage sent.
     pub fn stats(&self) -> BmcStats {
         let mut s = self.with(|b| b.stats(Instant::now()));
         s.netboot = self.netboot.stats();
+        s.garbage_sent = self.faults.garbage_sent();
         s
+    }
+
+    /// Change the password the BMC accepts (a rotated credential: consoles
+    /// with the old one are refused in RAKP; sessions already open stay).
+    pub fn set_password(&self, password: &[u8]) {
+        self.with(|b| b.set_password(password))
     }
 
     /// The machine's PXE MAC, `aa:bb:cc:dd:ee:ff`.
@@ -326,12 +355,95 @@ impl Drop for Fleet {
     }
 }
 
+/// What a BMC with broken firmware sends instead of `real` (the answer it
+/// would have given, if any). Never a datagram a console could take for a
+/// valid answer: random bytes; an RMCP header over random bytes; an RMCP+
+/// header whose payload length runs past the datagram; the real answer cut
+/// to at most half its length (its payload, or integrity trailer, missing);
+/// an RMCP+ packet of random payload type, flags and session id with random
+/// contents; or an ASF pong nobody asked for.
+pub fn garble(real: Option<&[u8]>) -> Vec<u8> {
+    let mut rng = rand::thread_rng();
+    let random = |rng: &mut rand::rngs::ThreadRng, n: usize| -> Vec<u8> {
+        (0..n).map(|_| rng.gen::<u8>()).collect()
+    };
+    const RMCP_IPMI: [u8; 4] = [0x06, 0x00, 0xff, 0x07];
+    match rng.gen_range(0..6u8) {
+        0 => {
+            let n = rng.gen_range(1..=256);
+            random(&mut rng, n)
+        }
+        1 => {
+            let mut v = RMCP_IPMI.to_vec();
+            let n = rng.gen_range(0..=64);
+            v.extend(random(&mut rng, n));
+            v
+        }
+        2 => {
+            // authtype RMCP+, payload type, session id, sequence, then a
+            // length larger than what follows.
+            let mut v = RMCP_IPMI.to_vec();
+            v.push(0x06);
+            v.push(rng.gen::<u8>() & 0xc0 | rng.gen_range(0x10..=0x15u8));
+            v.extend(random(&mut rng, 8));
+            let body = rng.gen_range(0..=32usize);
+            let claimed = body as u16 + rng.gen_range(1..=512u16);
+            v.extend_from_slice(&claimed.to_le_bytes());
+            v.extend(random(&mut rng, body));
+            v
+        }
+        3 => match real.filter(|r| r.len() >= 2) {
+            Some(r) => {
+                let keep = rng.gen_range(0..=r.len() / 2);
+                r[..keep].to_vec()
+            }
+            None => {
+                let n = rng.gen_range(1..=64);
+                random(&mut rng, n)
+            }
+        },
+        4 => {
+            let mut v = RMCP_IPMI.to_vec();
+            v.push(0x06);
+            v.push(rng.gen::<u8>());
+            v.extend(random(&mut rng, 8));
+            let body = rng.gen_range(0..=64usize);
+            v.extend_from_slice(&(body as u16).to_le_bytes());
+            v.extend(random(&mut rng, body));
+            v
+        }
+        _ => {
+            // ASF pong: well formed, answers nothing the console asked.
+            vec![
+                0x06,
+                0x00,
+                0xff,
+                0x06,
+                0x00,
+                0x00,
+                0x11,
+                0xbe,
+                0x40,
+                rng.gen(),
+                0x00,
+                0x10,
+            ]
+        }
+    }
+}
+
 /// Send a datagram through the faults: unresponsive and lossy BMCs drop it,
-/// latency delays it.
+/// a garbage BMC garbles it, latency delays it.
 async fn send_faulty(sock: &Arc<UdpSocket>, bmc: &SimBmc, d: Vec<u8>, peer: SocketAddr) {
     if bmc.faults.unresponsive.load(Ordering::Relaxed) || bmc.faults.lose() {
         return;
     }
+    let d = if bmc.faults.is_garbage() {
+        bmc.faults.garbage_sent.fetch_add(1, Ordering::Relaxed);
+        garble(Some(&d))
+    } else {
+        d
+    };
     let delay = bmc.faults.delay();
     if delay.is_zero() {
         let _ = sock.send_to(&d, peer).await;
@@ -394,8 +506,13 @@ async fn serve(sock: Arc<UdpSocket>, bmc: Arc<SimBmc>) {
                     };
                     g.handle_from(Instant::now(), data, Some(peer))
                 };
-                if let Some(reply) = reply {
-                    send_faulty(&sock, &bmc, reply, peer).await;
+                match reply {
+                    Some(reply) => send_faulty(&sock, &bmc, reply, peer).await,
+                    // Broken firmware answers whatever came in.
+                    None if bmc.faults.is_garbage() => {
+                        send_faulty(&sock, &bmc, Vec::new(), peer).await
+                    }
+                    None => {}
                 }
             }
             _ = sleep => {}

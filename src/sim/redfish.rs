@@ -20,13 +20,15 @@
 //!   `count`, `tls` (a self-signed certificate made at start; its PEM is
 //!   [`RedfishFleet::cert_pem`]), `username`/`password`, `power_delay`,
 //!   `session_timeout` (idle expiry of `X-Auth-Token` sessions), `latency`
-//!   (added to every request), `error_503_rate` (probability of a 503 with
+//!   (added to every request) and `jitter` (a random extra up to that much),
+//!   `error_503_rate` (probability of a 503 with
 //!   `Retry-After: 1`), `allow_nmi`, `manufacturer`/`model`, `unknown_enums`.
 //! * [`RedfishFleet::start`] binds and serves; dropping the fleet stops it.
 //!   [`RedfishFleet::addr`], [`RedfishFleet::base_url`],
 //!   [`RedfishFleet::system`] (an `Arc<SimSystem>` with the machine's state,
 //!   counters and fault switches), fleet-wide counters, and live fault knobs
-//!   ([`RedfishFleet::set_latency`], [`RedfishFleet::set_error_503_rate`]).
+//!   ([`RedfishFleet::set_latency`], [`RedfishFleet::set_jitter`],
+//!   [`RedfishFleet::set_error_503_rate`]).
 //! * [`RedfishSim`] is the whole service as plain state: [`RedfishSim::handle`]
 //!   takes a parsed request ([`SimRequest`]) and the time, and returns a
 //!   [`SimResponse`]. The server only adds the faults (latency, 503s,
@@ -92,7 +94,8 @@
 //!   `TransferMethod`, `UserName`, `Password`); the URL is only checked for a
 //!   `scheme://` shape, never fetched. Inserting while an image is inserted is
 //!   a 409 `Base.1.8.ResourceInUse`. EjectMedia always succeeds.
-//! * **Faults** (the server layer): `latency` is slept before every request;
+//! * **Faults** (the server layer): `latency` plus a random part of `jitter`
+//!   is slept before every request;
 //!   then with probability `error_503_rate` the answer is a 503
 //!   `Base.1.8.ServiceTemporarilyUnavailable` with `Retry-After: 1`. A request
 //!   to an unresponsive system's resources (system, its reset action, its
@@ -186,6 +189,8 @@ pub struct RedfishFleetConfig {
     pub session_timeout: Duration,
     /// Added before answering every request.
     pub latency: Duration,
+    /// A random extra delay up to this much, per request.
+    pub jitter: Duration,
     /// Probability (0..=1) of answering a request with 503.
     pub error_503_rate: f64,
     /// Offer (and accept) the `Nmi` reset type.
@@ -234,6 +239,7 @@ impl Default for RedfishFleetConfig {
             power_delay: Duration::ZERO,
             session_timeout: Duration::from_secs(300),
             latency: Duration::ZERO,
+            jitter: Duration::ZERO,
             error_503_rate: 0.0,
             allow_nmi: true,
             manufacturer: "ironrack".to_owned(),
@@ -257,6 +263,7 @@ impl fmt::Debug for RedfishFleetConfig {
             .field("power_delay", &self.power_delay)
             .field("session_timeout", &self.session_timeout)
             .field("latency", &self.latency)
+            .field("jitter", &self.jitter)
             .field("error_503_rate", &self.error_503_rate)
             .field("allow_nmi", &self.allow_nmi)
             .field("manufacturer", &self.manufacturer)
@@ -1854,6 +1861,7 @@ fn cd_response(s: &SimSystem, m: &Machine) -> SimResponse {
 #[derive(Default)]
 struct FleetFaults {
     latency_us: AtomicU64,
+    jitter_us: AtomicU64,
     /// `f64` bits.
     rate_503: AtomicU64,
     requests: AtomicU64,
@@ -1865,8 +1873,20 @@ impl FleetFaults {
         let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
         self.latency_us.store(us, Ordering::Relaxed);
     }
+    fn set_jitter(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.jitter_us.store(us, Ordering::Relaxed);
+    }
+    /// The delay for one request: the latency plus a random part of the jitter.
     fn latency(&self) -> Duration {
-        Duration::from_micros(self.latency_us.load(Ordering::Relaxed))
+        let base = self.latency_us.load(Ordering::Relaxed);
+        let jitter = self.jitter_us.load(Ordering::Relaxed);
+        let extra = if jitter > 0 {
+            rand::thread_rng().gen_range(0..=jitter)
+        } else {
+            0
+        };
+        Duration::from_micros(base.saturating_add(extra))
     }
     fn set_rate(&self, rate: f64) {
         let rate = if rate.is_finite() {
@@ -1956,6 +1976,7 @@ impl RedfishFleet {
         let watcher = tokio::spawn(watch_boots(sim.clone(), netboot.clone()));
         let faults = Arc::new(FleetFaults::default());
         faults.set_latency(cfg.latency);
+        faults.set_jitter(cfg.jitter);
         faults.set_rate(cfg.error_503_rate);
         let (stop, stop_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -2094,6 +2115,11 @@ impl RedfishFleet {
     /// Change the latency added to every request.
     pub fn set_latency(&self, d: Duration) {
         self.faults.set_latency(d)
+    }
+
+    /// Change the random extra latency (up to `d` per request).
+    pub fn set_jitter(&self, d: Duration) {
+        self.faults.set_jitter(d)
     }
 
     /// Change the probability of a 503.
