@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -21,6 +22,11 @@ const BUCKETS: &[f64] = &[
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// The name of the thread that does it.
+const UPKEEP_THREAD: &str = "metrics-upkeep";
+
 /// Install the process-wide Prometheus recorder (once; later calls return the
 /// same handle). `None` when another recorder was installed first.
 pub fn install_recorder() -> Option<PrometheusHandle> {
@@ -30,7 +36,23 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
                 .set_buckets(BUCKETS)
                 .and_then(|b| b.install_recorder());
             match built {
-                Ok(h) => Some(h),
+                Ok(h) => {
+                    // The recorder keeps every histogram sample until upkeep
+                    // folds it into the buckets, and a scrape is the only
+                    // other upkeep: an agent nobody scrapes would grow with
+                    // every power change and sweep, for ever.
+                    let upkeep = h.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name(UPKEEP_THREAD.into())
+                        .spawn(move || loop {
+                            std::thread::sleep(UPKEEP_EVERY);
+                            upkeep.run_upkeep();
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!("no metrics upkeep thread: {e}");
+                    }
+                    Some(h)
+                }
                 Err(e) => {
                     tracing::warn!("no Prometheus recorder: {e}");
                     None
@@ -84,4 +106,34 @@ pub async fn scrape(State(st): State<Shared>) -> Result<Response, ApiError> {
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression (fault campaign soak): histogram samples were drained only
+    /// by a scrape. Installing the recorder now starts the upkeep thread.
+    #[test]
+    fn installing_the_recorder_starts_its_upkeep() {
+        if install_recorder().is_none() {
+            // Another recorder won in this process: nothing of ours runs.
+            return;
+        }
+        let names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|n| n.trim().to_string())
+                .collect()
+        };
+        // The thread names itself once it runs.
+        for _ in 0..200 {
+            if names().iter().any(|n| n == UPKEEP_THREAD) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no {UPKEEP_THREAD} thread: {:?}", names());
+    }
 }
