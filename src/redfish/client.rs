@@ -37,8 +37,9 @@ use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
 use super::model::{
-    ActionInfo, BootSource, BootSourceOverrideEnabled, BootSourceOverrideMode, Collection,
-    ComputerSystem, ErrorResponse, Manager, PowerState, ResetType, ServiceRoot, Task, VirtualMedia,
+    from_body, ActionInfo, BootSource, BootSourceOverrideEnabled, BootSourceOverrideMode,
+    Collection, ComputerSystem, ErrorResponse, Manager, PowerState, ResetType, ServiceRoot, Task,
+    VirtualMedia,
 };
 use super::RedfishConfig;
 use crate::bmc::BmcError;
@@ -307,7 +308,7 @@ fn snippet(body: &[u8]) -> String {
 
 /// Map an HTTP error answer to a typed error, using the Redfish error body.
 pub(crate) fn http_error(method: &Method, path: &str, status: StatusCode, body: &[u8]) -> BmcError {
-    let parsed: Option<ErrorResponse> = serde_json::from_slice(body).ok();
+    let parsed: Option<ErrorResponse> = from_body(body).ok();
     let code = parsed.as_ref().and_then(ErrorResponse::code);
     let text = parsed
         .as_ref()
@@ -338,8 +339,7 @@ fn parse_json<T: DeserializeOwned>(
     path: &str,
     body: &[u8],
 ) -> Result<T, BmcError> {
-    serde_json::from_slice(body)
-        .map_err(|e| BmcError::Protocol(format!("{method} {path}: malformed JSON: {e}")))
+    from_body(body).map_err(|e| BmcError::Protocol(format!("{method} {path}: malformed JSON: {e}")))
 }
 
 fn header_text(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
@@ -609,7 +609,7 @@ impl RedfishClient {
         if wanted.is_empty() || reply.body.is_empty() {
             return false;
         }
-        let Ok(parsed) = serde_json::from_slice::<ErrorResponse>(&reply.body) else {
+        let Ok(parsed) = from_body::<ErrorResponse>(&reply.body) else {
             return false;
         };
         parsed.message_ids().iter().any(|id| {
@@ -792,7 +792,7 @@ impl RedfishClient {
                     .as_deref()
                     .and_then(|l| self.to_path(l))
                     .or_else(|| {
-                        serde_json::from_slice::<super::model::OdataRef>(&reply.body)
+                        from_body::<super::model::OdataRef>(&reply.body)
                             .ok()
                             .and_then(|r| r.odata_id)
                     });
@@ -929,7 +929,7 @@ impl RedfishClient {
                 Err(f) => return Err(f.error),
             };
             delay = reply.retry_after.unwrap_or(self.retry.poll);
-            let task: Option<Task> = serde_json::from_slice(&reply.body).ok();
+            let task: Option<Task> = from_body(&reply.body).ok();
             let state = task.as_ref().and_then(|t| t.task_state.clone());
             match state {
                 Some(s) if s.is_failure() => {

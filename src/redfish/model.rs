@@ -31,6 +31,14 @@ where
     Ok(T::deserialize(v).ok())
 }
 
+/// Read a Redfish body as `T`, as the client reads every document: through a
+/// `serde_json::Value` first, so a name that appears twice in one object
+/// keeps its last value (as Python's `json`, and so sushy and Ironic, do)
+/// instead of failing the whole document, which derived `Deserialize` does.
+pub fn from_body<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
+    T::deserialize(serde_json::from_slice::<Value>(body)?)
+}
+
 /// Read a list leniently: a non-array reads as empty, and entries that do not
 /// parse are skipped.
 pub(crate) fn lenient_vec<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
@@ -634,6 +642,26 @@ impl ErrorResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/fuzz_targets/redfish_json.rs`: a duplicated name made
+    /// every model fail the whole document ("duplicate field `@odata.id`").
+    #[test]
+    fn duplicate_names_keep_the_last_value() {
+        let body = br#"{"@odata.id":"","@odata.id":""}"#;
+        assert!(serde_json::from_slice::<ComputerSystem>(body).is_err());
+        let s: ComputerSystem = from_body(body).unwrap();
+        assert_eq!(s.odata_id.as_deref(), Some(""));
+        let s: ComputerSystem =
+            from_body(br#"{"Id": "1", "PowerState": "Off", "PowerState": "On"}"#).unwrap();
+        assert_eq!(s.power_state, Some(PowerState::On));
+        assert_eq!(s.id.as_deref(), Some("1"));
+        let t: Task = from_body(br#"{"TaskState": "Running", "TaskState": "Exception"}"#).unwrap();
+        assert_eq!(t.task_state, Some(TaskState::Exception));
+        let e: ErrorResponse =
+            from_body(br#"{"error": {"code": "A"}, "error": {"code": "B"}}"#).unwrap();
+        assert_eq!(e.code().as_deref(), Some("B"));
+        assert!(from_body::<ComputerSystem>(b"{").is_err());
+    }
 
     #[test]
     fn unknown_power_state_is_kept() {
