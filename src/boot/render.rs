@@ -362,6 +362,13 @@ impl Location {
         if authority.is_empty() {
             return Err(invalid(format!("{field} {s:?} has no host")));
         }
+        // A URL no loader (or ramdisk) could use, such as a port that is not
+        // a number, is refused here rather than rendered into a config.
+        match reqwest::Url::parse(s) {
+            Ok(u) if u.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(_) => return Err(invalid(format!("{field} {s:?} has no host"))),
+            Err(e) => return Err(invalid(format!("{field} {s:?} is not a valid URL: {e}"))),
+        }
         Ok(Location::Url {
             url: s.to_string(),
             https,
@@ -596,6 +603,11 @@ pub fn render_node(
                 "the HTTP boot URL {base:?} contains {what}, which cannot be put in a boot config"
             )));
         }
+        if let Location::Root(_) = Location::parse("the HTTP boot URL", base)? {
+            return Err(invalid(format!(
+                "the HTTP boot URL {base:?} is not an http(s) URL ([http_boot] public_url)"
+            )));
+        }
     }
     let mut out = Vec::with_capacity(ports.len() * 2);
     for port in ports {
@@ -671,6 +683,61 @@ mod tests {
     const ARGS: &str = "nofb nomodeset ipa-api-url=http://10.0.0.1:6385 \
                         ipa-node-uuid=1be26c0b-03f2-4d2e-ae87-c02d7f33c123 \
                         BOOTIF=01-52-54-00-ab-cd-ef";
+
+    /// Found by `fuzz/fuzz_targets/netboot.rs` (fuzz/regressions/netboot/):
+    /// an API URL with a port that is not a number was rendered into the
+    /// kernel command line, and the ramdisk could never call back.
+    #[test]
+    fn invalid_urls_are_refused() {
+        let input = b"deploy/vmlinuz\x1edeploy/Vnitrd\x1econsole=ttyS0,115200n8\x1e\
+                      nofb nomodeset vga=normal\x1ehttp://10.0.0.1:63z5/\x1e\x1ebios";
+        let f: Vec<&str> = input
+            .split(|b| *b == 0x1e)
+            .map(|f| std::str::from_utf8(f).unwrap())
+            .collect();
+        let n = node(
+            json!({"deploy_kernel": f[0], "deploy_ramdisk": f[1], "kernel_append_params": f[2]}),
+            json!({"capabilities": format!("boot_mode:{}", f[6])}),
+        );
+        let c = RenderContext {
+            api_url: f[4].into(),
+            http_url: None,
+            default_boot_mode: BootMode::Uefi,
+            kernel_append_params: f[3].into(),
+        };
+        let e = render_node(&n, &[port(MAC, true)], &c).unwrap_err();
+        assert!(e.to_string().contains("the API URL"), "{e}");
+        for bad in [
+            "http://10.0.0.1:63z5/k",
+            "http://10.0.0.1:99999/k",
+            "https://[::1/k",
+        ] {
+            let n = node(
+                json!({"deploy_kernel": bad, "deploy_ramdisk": "deploy/initrd"}),
+                json!({}),
+            );
+            let e = render_node(&n, &[port(MAC, true)], &ctx()).unwrap_err();
+            assert!(
+                e.to_string().contains("driver_info.deploy_kernel"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(Location::parse("k", "http://10.0.0.1:8080/k").is_ok());
+        // fuzz/regressions/netboot/http-boot-url-scheme: an HTTP boot URL
+        // that is not one went into iPXE scripts as is.
+        for bad in [
+            "ht4p://10.0.0.1:8080/",
+            "10.0.0.1:8080",
+            "http://10.0.0.1:80a0",
+        ] {
+            let c = RenderContext {
+                http_url: Some(bad.into()),
+                ..ctx()
+            };
+            let e = render_node(&node(images(), json!({})), &[port(MAC, true)], &c).unwrap_err();
+            assert!(e.to_string().contains("the HTTP boot URL"), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn uefi_node_gets_grub_and_ipxe() {
