@@ -10,6 +10,8 @@
 #   * a Python venv at <repo>/.venv with scripts/requirements.txt
 #     (sushy-tools -> sushy-emulator, python-ironicclient -> baremetal,
 #     openstacksdk)
+#   * cargo-fuzz (`cargo install cargo-fuzz --locked`) and g++ (libFuzzer is
+#     C++), for scripts/fuzz.sh
 #
 # Idempotent and non-interactive; safe to run repeatedly (CI and dev boxes).
 #
@@ -26,7 +28,7 @@ REQUIREMENTS="${REPO_ROOT}/scripts/requirements.txt"
 VENV="${IRONRACK_VENV:-${REPO_ROOT}/.venv}"
 PYTHON="${IRONRACK_PYTHON:-python3}"
 
-APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils
+APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils g++
     curl tftp-hpa atftp tftpd-hpa pxelinux syslinux-common ipxe)
 # binary -> package, used to decide whether apt can be skipped
 REQUIRED_BINARIES=(ipmi_sim ipmitool ipmipower socat tcpdump htpasswd curl tftp atftp in.tftpd)
@@ -125,9 +127,19 @@ smoke_test() {
     log "ipmi_sim: $(ipmi_sim -v 2>/dev/null </dev/null | head -n1 || true)"
 }
 
+install_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        log "cargo-fuzz: $(cargo fuzz --version 2>&1 | head -n1)"
+    else
+        log "cargo install cargo-fuzz --locked"
+        cargo install cargo-fuzz --locked </dev/null
+    fi
+}
+
 main() {
     install_apt_packages
     setup_venv
+    install_cargo_fuzz
     smoke_test
     log "done (venv: ${VENV})"
 }
