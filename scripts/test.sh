@@ -10,4 +10,26 @@ export PATH="$REPO/.venv/bin:$PATH:/usr/sbin:/sbin"
 
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo test --locked --all-targets
+
+# Every test, with every scratch directory kept (tests/common/mod.rs) and
+# everything the tests print captured, so that the whole run's output can be
+# searched for the test passwords afterwards.
+out="$(mktemp -d /tmp/ironrack-test-output.XXXXXX)"
+log="$out/cargo-test.log"
+export IRONRACK_TEST_OUTPUT="$out/kept"
+mkdir -p "$IRONRACK_TEST_OUTPUT"
+rc=0
+cargo test --locked --all-targets -- --nocapture >"$log" 2>&1 || rc=$?
+# The run in brief: each suite and its result.
+grep -E '^ +Running |^test result:|^test .* (FAILED|ignored)$' "$log" || true
+if [[ $rc != 0 ]]; then
+    echo "cargo test failed (exit $rc); what the failing tests said:" >&2
+    grep -n -B2 -A40 -E 'panicked at|^failures:' "$log" | tail -n 600 >&2 || true
+    echo "(the whole log: $log)" >&2
+    exit "$rc"
+fi
+python3 scripts/check-test-secrets.py --self-test >/dev/null
+python3 scripts/check-test-secrets.py "$IRONRACK_TEST_OUTPUT" "$log"
+[[ "${KEEP_TEST_OUTPUT:-}" == 1 ]] || rm -rf "$out"
+
+bash scripts/fuzz.sh --ci   # every fuzz target 30 s on the checked-in corpus

@@ -486,8 +486,19 @@ async fn http_boot_ranges_head_and_path_safety() {
     assert_eq!(g.header("allow").as_deref(), Some("GET, HEAD"));
 
     // Refusals: 403 for traversal and escaping symlinks, 404 for what is
-    // not there; plain text; logged; the server keeps serving.
+    // not there; plain text; logged; the server keeps serving. Paths are
+    // percent-decoded once (a double-encoded `..` is a literal name), and
+    // one longer than 1024 bytes after decoding is refused even when it
+    // would normalise to a file that exists.
+    let long_dots = format!("/{}deploy/vmlinuz", "./".repeat(600));
+    let long_enc = format!("/{}etc/passwd", "%2e%2e%2f".repeat(400));
+    let long_ok = format!("/{}deploy/vmlinuz", "%2e%2f".repeat(100));
     for (path, want) in [
+        (long_dots.as_str(), 403),
+        (long_enc.as_str(), 403),
+        ("/%252e%252e/%252e%252e/etc/passwd", 404),
+        ("/deploy/%2e%2e%2f%2e%2e%2f%2e%2e%2fetc/passwd", 403),
+        ("/deploy%2f..%2f..%2fetc%2fpasswd", 403),
         ("/../../etc/passwd", 403),
         ("/deploy/../../etc/passwd", 403),
         ("/%2e%2e/%2e%2e/etc/passwd", 403),
@@ -510,6 +521,20 @@ async fn http_boot_ranges_head_and_path_safety() {
             g.headers
         );
     }
+    // Encoded `./` segments are harmless: the file.
+    let g = curl_http(&format!("{hb}{long_ok}"), &["--path-as-is"]).await;
+    assert_eq!(g.status, 200, "{}", g.text());
+    assert!(g.body == root.kernel);
+    // A request line far beyond any path limit: refused, nothing served.
+    let huge = format!("{hb}/{}", "a".repeat(70_000));
+    let g = curl_http(&huge, &["--path-as-is"]).await;
+    assert!(
+        (400..500).contains(&g.status),
+        "{}: {}",
+        g.status,
+        g.headers
+    );
+    assert!(g.body.is_empty() || g.text().len() < 200, "{}", g.text());
     let log = agent.log();
     assert!(log.contains("HTTP boot request refused"), "{log}");
     let g = http_get(&format!("{hb}/pxelinux.0")).await;

@@ -644,3 +644,150 @@ async fn redfish_node_without_a_serial_line_has_no_console() {
     );
     assert!(!logs.0.join(n["uuid"].as_str().unwrap()).exists());
 }
+
+/// Console port access controls: a console listens on `[console] host` only;
+/// with `token_file` a viewer sees nothing and types nothing until it sends
+/// the token; a wrong token is refused (and logged, the token never);
+/// connections that owe the token are bounded by `max_viewers`; a token file
+/// others can read is refused at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_ports_admit_only_token_holders_on_the_configured_address() {
+    use std::os::unix::fs::PermissionsExt;
+    use tokio_serial::SerialPort;
+    const TOKEN: &str = "console-token-Zq7vK2";
+    let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let device = slave.name().expect("the pty slave has a path");
+    drop(slave);
+    let rf = RedfishFleet::start(RedfishFleetConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        1,
+        USER,
+        PASSWORD,
+    ))
+    .await
+    .unwrap();
+    let logs = Scratch::new("console-logs");
+    let secrets = Scratch::new("console-token");
+    let token_file = secrets.file("token", &format!("{TOKEN}\n"));
+    let config = format!(
+        "{}token_file = \"{}\"\nmax_viewers = 4\n",
+        conf("21350-21399", &logs.0),
+        token_file.display()
+    );
+
+    // A token file the group or others can read: the agent does not start.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    match Agent::try_start(&config).await {
+        Ok(_) => panic!("the agent started with a world-readable token file"),
+        Err((_, log)) => assert!(log.contains("chmod 600"), "{log}"),
+    }
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let agent = Agent::start(&config).await;
+    enroll(
+        &agent,
+        json!({"name": "con-acl", "driver": "redfish", "driver_info": {
+            "redfish_address": rf.base_url(), "redfish_system_id": rf.system(0).path(),
+            "redfish_username": USER, "redfish_password": PASSWORD,
+            "serial_device": device, "serial_baud": 115200}}),
+    )
+    .await;
+    set_console(&agent, "con-acl", true).await;
+    let port = console_port(&agent, "con-acl").await;
+
+    // Only on the configured address: 127.0.0.2 reaches this host too, but
+    // nothing listens there.
+    let other = TcpStream::connect(("127.0.0.2", port)).await;
+    assert!(other.is_err(), "the console answered on 127.0.0.2");
+
+    // A wrong token: refused, closed, logged.
+    let mut intruder = Viewer::connect(port).await;
+    intruder.wait_for(b"token: ").await;
+    intruder.send(b"guess\r\n").await;
+    intruder.wait_for(b"access denied").await;
+    intruder.wait_closed().await;
+
+    // Connections that owe the token hold the pending-login slots
+    // (max_viewers = 4); one more is turned away at once.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let v = Viewer::connect(port).await;
+        v.wait_for(b"token: ").await;
+        idle.push(v);
+    }
+    let turned_away = Viewer::connect(port).await;
+    turned_away.wait_for(b"too many pending logins").await;
+    turned_away.wait_closed().await;
+    // They send nothing and type nothing; once they hang up, the slots free
+    // up (after the refusal delay) and the token holder gets in.
+    for v in &mut idle {
+        v.send(b"ls /\r").await;
+    }
+    idle.clear();
+    let end = Instant::now() + DEADLINE;
+    let mut holder = loop {
+        let mut v = Viewer::connect(port).await;
+        let prompt = Instant::now() + Duration::from_secs(5);
+        while !v.shows(b"token: ") && !*v.closed.lock().unwrap() && Instant::now() < prompt {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if v.shows(b"token: ") {
+            v.send(format!("{TOKEN}\r\n").as_bytes()).await;
+        }
+        let admitted = Instant::now() + Duration::from_secs(5);
+        while !v.shows(WRITER) && !*v.closed.lock().unwrap() && Instant::now() < admitted {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if v.shows(WRITER) {
+            break v;
+        }
+        assert!(
+            Instant::now() < end,
+            "the token holder never got in: {:?}",
+            String::from_utf8_lossy(&v.seen())
+        );
+    };
+
+    // A second viewer without the token sees none of the host's output.
+    let mut snooper = Viewer::connect(port).await;
+    snooper.wait_for(b"token: ").await;
+    let end = Instant::now() + DEADLINE;
+    while !holder.shows(b"host secret output\r\n") {
+        master.write_all(b"host secret output\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            Instant::now() < end,
+            "the host's output never reached the holder"
+        );
+    }
+    assert!(!snooper.shows(b"host secret output"));
+    assert!(!intruder.shows(b"host secret output"));
+    snooper.send(b"rm -rf /\r\n").await;
+    snooper.wait_for(b"access denied").await;
+
+    // The host reads exactly what the holder typed: nothing from the others.
+    holder.send(b"typed by the holder\r").await;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = Instant::now() + DEADLINE;
+    while !contains(&got, b"typed by the holder\r") {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, master.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!("the host never read the keystrokes ({other:?})"),
+        }
+    }
+    assert_eq!(got, b"typed by the holder\r", "only the holder's keys");
+
+    let log = agent.log();
+    assert!(
+        log.contains("console viewer refused: bad or missing token"),
+        "{log}"
+    );
+    assert!(
+        log.contains("console viewer refused: too many pending logins"),
+        "{log}"
+    );
+    assert!(!log.contains(TOKEN), "the token is in the agent's log");
+    set_console(&agent, "con-acl", false).await;
+    holder.wait_closed().await;
+}

@@ -565,6 +565,41 @@ async fn traversal_symlinks_and_writes_are_refused() {
         })
         .await;
     }
+    // Percent-encoding means nothing in TFTP: read literally, not found.
+    // Overlong names are refused before any lookup (1024 bytes at most),
+    // even when they would normalise to a file that exists; a name that
+    // fills the whole datagram with no terminator is malformed (4).
+    let long_dots = format!("{}good.bin", "./".repeat(600));
+    let long_up = format!("{}etc/passwd", "../".repeat(400));
+    let long_enc = format!("{}etc/passwd", "%2e%2e%2f".repeat(200));
+    for (name, want) in [
+        ("%2e%2e/%2e%2e/etc/passwd", 1),
+        ("..%2f..%2fetc%2fpasswd", 1),
+        (long_dots.as_str(), 2),
+        (long_up.as_str(), 2),
+        (long_enc.as_str(), 2),
+    ] {
+        let (code, msg) = error_code_for(srv.addr, &rrq(name, &[])).await;
+        assert_eq!(code, want, "{} bytes {:?}: {msg}", name.len(), &name[..40]);
+    }
+    let mut unterminated = vec![0, 1];
+    unterminated.extend(std::iter::repeat_n(b'a', 1400));
+    let (code, msg) = error_code_for(srv.addr, &unterminated).await;
+    assert_eq!(code, 4, "{msg}");
+    // curl decodes the URL's percent-encoding itself: the server gets a
+    // plain traversal, and refuses it.
+    for url in [
+        srv.url("%2e%2e/%2e%2e/etc/passwd"),
+        srv.url("..%2f..%2f..%2fetc%2fpasswd"),
+        srv.url(&format!("{}good.bin", "%2e/".repeat(600))),
+    ] {
+        let o = run(tokio::process::Command::new(&curl)
+            .args(["-sS", "--path-as-is", "--max-time", "20", "-o", "-"])
+            .arg(&url))
+        .await;
+        assert!(!o.status.success(), "{url}: {}", text(&o));
+        assert!(o.stdout.is_empty(), "{url}: data came back: {}", text(&o));
+    }
     // Write requests: raw, and from curl.
     let mut wrq = rrq("upload.bin", &[]);
     wrq[1] = 2;

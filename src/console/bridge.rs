@@ -230,6 +230,7 @@ impl Hub {
         let (out_tx, _) = broadcast::channel::<Arc<[u8]>>(self.cfg.viewer_queue.max(1));
         let (in_tx, mut in_rx) = mpsc::channel::<ViewerMsg>(256);
         let (join_tx, mut join_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(16);
+        let pending = Arc::new(tokio::sync::Semaphore::new(self.cfg.max_viewers.max(1)));
         let mut log = self.cfg.log.clone().map(ConsoleLog::new);
         let mut replay = Replay::new(self.cfg.replay_bytes);
         let mut line_open = true;
@@ -246,11 +247,26 @@ impl Hub {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    // Connections still owing the token are bounded: one
+                    // that sends nothing holds its slot for the token
+                    // timeout, and a wrong token for the refusal delay.
+                    let Ok(permit) = pending.clone().try_acquire_owned() else {
+                        tracing::warn!(node = %self.cfg.name, %peer, "console viewer refused: too many pending logins");
+                        let mut stream = stream;
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(1),
+                            stream.write_all(notice("too many pending logins; try again later").as_bytes()),
+                        )
+                        .await;
+                        continue;
+                    };
                     let token = self.cfg.token.clone();
                     let join_tx = join_tx.clone();
                     let name = self.cfg.name.clone();
                     tokio::spawn(async move {
-                        if let Some(stream) = handshake(stream, peer, token, &name).await {
+                        let admitted = handshake(stream, peer, token, &name).await;
+                        drop(permit);
+                        if let Some(stream) = admitted {
                             let _ = join_tx.send((stream, peer)).await;
                         }
                     });
@@ -353,6 +369,11 @@ impl Hub {
     }
 }
 
+/// How long a viewer that sent a wrong token (or none) waits for its refusal.
+const REFUSAL_DELAY: Duration = Duration::from_secs(1);
+/// How long a viewer has to send the token.
+const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The token check, when one is configured: the first line must match.
 async fn handshake(
     mut stream: TcpStream,
@@ -367,7 +388,7 @@ async fn handshake(
     let mut line = Zeroizing::new(Vec::new());
     let read = {
         let mut r = BufReader::new(&mut stream).take(512);
-        tokio::time::timeout(Duration::from_secs(10), r.read_until(b'\n', &mut line)).await
+        tokio::time::timeout(TOKEN_TIMEOUT, r.read_until(b'\n', &mut line)).await
     };
     let ok = match read {
         Ok(Ok(_)) => {
@@ -382,6 +403,8 @@ async fn handshake(
         Some(stream)
     } else {
         tracing::warn!(node = %name, %peer, "console viewer refused: bad or missing token");
+        // A guess costs a second (and a pending-login slot meanwhile).
+        tokio::time::sleep(REFUSAL_DELAY).await;
         let _ = tokio::time::timeout(
             Duration::from_secs(1),
             stream.write_all(notice("access denied").as_bytes()),

@@ -100,6 +100,27 @@ pub fn parse_range(s: &str) -> Result<(u16, u16), String> {
     Ok((a, b))
 }
 
+/// The token file must be the agent's own secret, as the store's key file is.
+#[cfg(unix)]
+fn check_private(p: &std::path::Path) -> Result<(), ConsoleError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(p)
+        .map_err(|e| ConsoleError::Config(format!("cannot read {}: {e}", p.display())))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(ConsoleError::Config(format!(
+            "token_file {} has mode {mode:o}; it must not be readable by group or others (chmod 600)",
+            p.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_p: &std::path::Path) -> Result<(), ConsoleError> {
+    Ok(())
+}
+
 impl ConsoleManager {
     pub fn new(cfg: ConsoleConfig) -> Result<ConsoleManager, ConsoleError> {
         let ip: IpAddr = cfg.host.parse().map_err(|_| {
@@ -108,6 +129,7 @@ impl ConsoleManager {
         let (first, last) = parse_range(&cfg.port_range).map_err(ConsoleError::Config)?;
         let token = match &cfg.token_file {
             Some(p) => {
+                check_private(p)?;
                 let raw = crate::cli::read_secret_file(p).map_err(ConsoleError::Config)?;
                 let t = String::from_utf8(raw.to_vec())
                     .map_err(|_| ConsoleError::Config("token_file is not UTF-8".into()))?;

@@ -36,6 +36,9 @@ impl IpmiSim {
         let dir = Scratch::new("ipmi-sim");
         let pwfile = dir.file("pw", PASSWORD);
         let state = dir.0.join("state");
+        // ipmi_sim's configuration (scripts/start-ipmi-sim.sh writes the
+        // password into it) and its persisted state: the peer's, not ours.
+        dir.mark_input("state/");
         let port = free_udp_port();
         let child = spawn(&state, port, sol_port, &pwfile).await;
         IpmiSim {

@@ -34,11 +34,26 @@ pub fn require(bin: &str) -> PathBuf {
 }
 
 /// A scratch directory removed on drop.
+///
+/// With `IRONRACK_TEST_OUTPUT=DIR` (scripts/test.sh sets it) scratch
+/// directories are made under DIR and kept, so that every file a test run
+/// produced (agent logs and databases, simulator and peer logs) can be
+/// searched for the test passwords afterwards (scripts/check-test-secrets.sh).
+/// Files a test writes itself with [`Scratch::file`] are its inputs (password
+/// files, configs) and are listed in `.inputs`, which that search skips.
 pub struct Scratch(pub PathBuf);
+
+/// Where scratch directories are kept, when they are.
+fn kept_output() -> Option<PathBuf> {
+    std::env::var_os("IRONRACK_TEST_OUTPUT")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
 
 impl Scratch {
     pub fn new(tag: &str) -> Scratch {
-        let p = std::env::temp_dir().join(format!(
+        let base = kept_output().unwrap_or_else(std::env::temp_dir);
+        let p = base.join(format!(
             "ironrack-{tag}-{}-{}",
             std::process::id(),
             rand::random::<u32>()
@@ -46,16 +61,33 @@ impl Scratch {
         std::fs::create_dir_all(&p).unwrap();
         Scratch(p)
     }
+    /// Write an input file (see the type's doc).
     pub fn file(&self, name: &str, body: &str) -> PathBuf {
         let p = self.0.join(name);
         std::fs::write(&p, body).unwrap();
+        self.mark_input(name);
         p
+    }
+    /// Declare `rel` an input the test made (`dir/` for a whole directory,
+    /// such as a peer's own configuration and state).
+    pub fn mark_input(&self, rel: &str) {
+        if kept_output().is_some() {
+            use std::io::Write;
+            let mut inputs = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.0.join(".inputs"))
+                .unwrap();
+            writeln!(inputs, "{rel}").unwrap();
+        }
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if kept_output().is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
