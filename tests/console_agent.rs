@@ -535,21 +535,50 @@ async fn simulator_sol_through_ten_percent_loss_reaches_the_viewer_complete_and_
     assert!(contains(&console_log(&logs.0, &uuid), &output));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pty_as_serial_device_is_a_console_both_ways() {
+/// A pty pair: the master end plays the host; the slave's path is the
+/// node's `serial_device` (the agent opens it; this process lets go of it).
+fn pty() -> (tokio_serial::SerialStream, String) {
     use tokio_serial::SerialPort;
-    let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
+    let (master, slave) = tokio_serial::SerialStream::pair().unwrap();
     let device = slave.name().expect("the pty slave has a path");
-    // The agent opens the slave by its path; this process lets go of it.
     drop(slave);
-    let rf = RedfishFleet::start(RedfishFleetConfig::new(
+    (master, device)
+}
+
+/// One simulated Redfish system, to hang a serial line on.
+async fn one_redfish() -> RedfishFleet {
+    RedfishFleet::start(RedfishFleetConfig::new(
         "127.0.0.1:0".parse().unwrap(),
         1,
         USER,
         PASSWORD,
     ))
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// What the host (the pty master) reads until `want` has arrived.
+async fn host_reads(master: &mut tokio_serial::SerialStream, want: &[u8]) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let end = Instant::now() + DEADLINE;
+    while !contains(&got, want) {
+        let left = end.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, master.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => panic!(
+                "the host never read the keystrokes ({other:?}); got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pty_as_serial_device_is_a_console_both_ways() {
+    let (mut master, device) = pty();
+    let rf = one_redfish().await;
     let logs = Scratch::new("console-logs");
     let agent = Agent::start(&conf("21300-21349", &logs.0)).await;
     let uuid = enroll(
@@ -582,19 +611,7 @@ async fn a_pty_as_serial_device_is_a_console_both_ways() {
     viewer.wait_for(&big).await;
 
     viewer.send(b"typed on the viewer\r").await;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let end = Instant::now() + DEADLINE;
-    while !contains(&got, b"typed on the viewer\r") {
-        let left = end.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, master.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            other => panic!(
-                "the master never read the keystrokes ({other:?}); got {:?}",
-                String::from_utf8_lossy(&got)
-            ),
-        }
-    }
+    let got = host_reads(&mut master, b"typed on the viewer\r").await;
     assert_eq!(got, b"typed on the viewer\r", "only the keystrokes");
     assert!(contains(&console_log(&logs.0, &uuid), &big));
 
@@ -653,19 +670,9 @@ async fn redfish_node_without_a_serial_line_has_no_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_ports_admit_only_token_holders_on_the_configured_address() {
     use std::os::unix::fs::PermissionsExt;
-    use tokio_serial::SerialPort;
     const TOKEN: &str = "console-token-Zq7vK2";
-    let (mut master, slave) = tokio_serial::SerialStream::pair().unwrap();
-    let device = slave.name().expect("the pty slave has a path");
-    drop(slave);
-    let rf = RedfishFleet::start(RedfishFleetConfig::new(
-        "127.0.0.1:0".parse().unwrap(),
-        1,
-        USER,
-        PASSWORD,
-    ))
-    .await
-    .unwrap();
+    let (mut master, device) = pty();
+    let rf = one_redfish().await;
     let logs = Scratch::new("console-logs");
     let secrets = Scratch::new("console-token");
     let token_file = secrets.file("token", &format!("{TOKEN}\n"));
@@ -766,16 +773,7 @@ async fn console_ports_admit_only_token_holders_on_the_configured_address() {
 
     // The host reads exactly what the holder typed: nothing from the others.
     holder.send(b"typed by the holder\r").await;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    let end = Instant::now() + DEADLINE;
-    while !contains(&got, b"typed by the holder\r") {
-        let left = end.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, master.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
-            other => panic!("the host never read the keystrokes ({other:?})"),
-        }
-    }
+    let got = host_reads(&mut master, b"typed by the holder\r").await;
     assert_eq!(got, b"typed by the holder\r", "only the holder's keys");
 
     let log = agent.log();
