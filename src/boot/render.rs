@@ -495,7 +495,9 @@ fn kernel_args(node: &Node, ctx: &RenderContext, mac: &str) -> Result<String, Re
         }
         None => words.extend(global),
     }
-    let api = ctx.api_url.trim_end_matches('/');
+    // As checked: without surrounding white space (a newline after the URL
+    // would end the config line early).
+    let api = ctx.api_url.trim().trim_end_matches('/');
     match Location::parse("the API URL", api)? {
         Location::Url { .. } => {}
         Location::Root(_) => {
@@ -723,6 +725,23 @@ mod tests {
             );
         }
         assert!(Location::parse("k", "http://10.0.0.1:8080/k").is_ok());
+        // fuzz/regressions/netboot/api-url-trailing-newlines: the URL was
+        // checked trimmed but rendered as given, newlines and all, which
+        // broke the GRUB config's `linux` line.
+        for api in ["http://10.0.0.1:6385\n\n\n", " http://10.0.0.1:6385/ \t\n"] {
+            let c = RenderContext {
+                api_url: api.into(),
+                ..ctx()
+            };
+            let configs = render_node(&node(images(), json!({})), &[port(MAC, true)], &c).unwrap();
+            for cfg in configs {
+                assert!(
+                    cfg.text.contains("ipa-api-url=http://10.0.0.1:6385 "),
+                    "{api:?}: {}",
+                    cfg.text
+                );
+            }
+        }
         // fuzz/regressions/netboot/http-boot-url-scheme: an HTTP boot URL
         // that is not one went into iPXE scripts as is.
         for bad in [
