@@ -79,7 +79,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 export RUSTC_BOOTSTRAP=1
 toolchain=()
-if command -v rustup >/dev/null 2>&1; then
+if command -v rustup >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep -q '^stable'; then
     toolchain=(+stable)
 fi
 
