@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use ironrack::ipmi::cmd::{self, BootDevice, BootFlags, ChassisControl, PowerState};
+use ironrack::ipmi::cmd::{
+    self, BootDevice, BootFlags, ChassisControl, PayloadActivation, PowerState,
+};
 use ironrack::ipmi::crypto::CipherSuite;
 use ironrack::ipmi::session::{ClientSession, Event, SessionConfig};
 use ironrack::ipmi::wire::IpmiResponse;
@@ -92,6 +94,19 @@ impl Net {
         let r = self.cmd(cmd::NETFN_CHASSIS, cmd::CMD_CHASSIS_STATUS, vec![])?;
         assert_eq!(r.completion, 0);
         Ok(cmd::parse_chassis_status(&r.data).unwrap())
+    }
+
+    /// Activate SOL instance 1 (accepted); the BMC's answer.
+    fn activate_sol(&mut self) -> PayloadActivation {
+        let r = self
+            .cmd(
+                cmd::NETFN_APP,
+                cmd::CMD_ACTIVATE_PAYLOAD,
+                cmd::activate_payload_request(cmd::PAYLOAD_SOL, 1, 0xc6),
+            )
+            .unwrap();
+        assert_eq!(r.completion, 0);
+        PayloadActivation::parse(&r.data).unwrap()
     }
 
     fn control(&mut self, c: ChassisControl) -> Result<u8, IpmiError> {
@@ -468,7 +483,6 @@ fn boot_flags_lapse_after_60_s_unless_parameter_3_keeps_them() {
 /// the simulated BMC's SOL and its host serial port, with 20 % loss each way.
 #[test]
 fn sol_rides_on_the_session_through_loss() {
-    use ironrack::ipmi::cmd::PayloadActivation;
     use ironrack::ipmi::sol::{Role, SolConfig, SolEndpoint};
     use ironrack::ipmi::wire::PayloadType;
 
@@ -478,15 +492,7 @@ fn sol_rides_on_the_session_through_loss() {
         let mut bcfg = BmcConfig::new("admin", PW);
         bcfg.sol.retries = 40;
         let mut n = Net::new(ccfg, bcfg);
-        let r = n
-            .cmd(
-                cmd::NETFN_APP,
-                cmd::CMD_ACTIVATE_PAYLOAD,
-                cmd::activate_payload_request(cmd::PAYLOAD_SOL, 1, 0xc6),
-            )
-            .unwrap();
-        assert_eq!(r.completion, 0);
-        let act = PayloadActivation::parse(&r.data).unwrap();
+        let act = n.activate_sol();
         assert_eq!(act.port, 623);
         let mut cc = SolConfig::new(Role::Console);
         cc.max_data = act.inbound_size as usize - 4;
@@ -573,21 +579,13 @@ fn sol_rides_on_the_session_through_loss() {
 
 #[test]
 fn a_streaming_console_keeps_the_session_alive_without_keepalives() {
-    use ironrack::ipmi::cmd::PayloadActivation;
     use ironrack::ipmi::sol::{Role, SolConfig, SolEndpoint};
     use ironrack::ipmi::wire::PayloadType;
 
     let mut ccfg = client(Some(17));
     ccfg.keepalive = Some(Duration::from_secs(5));
     let mut n = Net::new(ccfg, bmc());
-    let r = n
-        .cmd(
-            cmd::NETFN_APP,
-            cmd::CMD_ACTIVATE_PAYLOAD,
-            cmd::activate_payload_request(cmd::PAYLOAD_SOL, 1, 0xc6),
-        )
-        .unwrap();
-    let act = PayloadActivation::parse(&r.data).unwrap();
+    let act = n.activate_sol();
     let mut cc = SolConfig::new(Role::Console);
     cc.max_data = act.inbound_size as usize - 4;
     let mut con = SolEndpoint::new(cc);
