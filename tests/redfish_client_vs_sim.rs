@@ -123,16 +123,27 @@ async fn service_unavailable_is_retried() {
     let f = sim(1, |_| {}).await;
     let b = bmc(&f, "sys-0000", |_| {});
     b.validate().await.unwrap();
-    // Every other answer is a 503 on average; bounded retries see the work through.
-    f.set_error_503_rate(0.3);
-    let mut ok = 0;
-    for _ in 0..10 {
-        if b.power_state().await.is_ok() {
-            ok += 1;
-        }
-    }
-    assert!(f.injected_503() > 0, "faults were injected");
-    assert!(ok >= 7, "retries hid most 503s ({ok}/10)");
+    // Two 503s in a row (each with Retry-After: 1): the client's bounded
+    // retries see the request through, and the BMC saw three tries.
+    let before = f.requests();
+    f.fail_next_with_503(2);
+    assert_eq!(b.power_state().await.unwrap(), PowerState::Off);
+    assert_eq!(f.injected_503(), 2);
+    assert_eq!(
+        f.requests() - before,
+        3,
+        "two refused tries and one that worked"
+    );
+    // Three in a row use up the tries: a clear error naming the 503.
+    f.fail_next_with_503(3);
+    let e = b.power_state().await.unwrap_err();
+    assert!(
+        matches!(e, BmcError::Rejected { .. }) && e.to_string().contains("503"),
+        "{e:?}"
+    );
+    assert_eq!(f.injected_503(), 5);
+    // The next request is answered again.
+    assert_eq!(b.power_state().await.unwrap(), PowerState::Off);
     // A service that only ever answers 503 is a clear error, not a hang.
     f.set_error_503_rate(1.0);
     let t = Instant::now();

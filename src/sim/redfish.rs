@@ -28,7 +28,8 @@
 //!   [`RedfishFleet::system`] (an `Arc<SimSystem>` with the machine's state,
 //!   counters and fault switches), fleet-wide counters, and live fault knobs
 //!   ([`RedfishFleet::set_latency`], [`RedfishFleet::set_jitter`],
-//!   [`RedfishFleet::set_error_503_rate`]).
+//!   [`RedfishFleet::set_error_503_rate`], and
+//!   [`RedfishFleet::fail_next_with_503`] for an exact number of 503s).
 //! * [`RedfishSim`] is the whole service as plain state: [`RedfishSim::handle`]
 //!   takes a parsed request ([`SimRequest`]) and the time, and returns a
 //!   [`SimResponse`]. The server only adds the faults (latency, 503s,
@@ -1864,6 +1865,8 @@ struct FleetFaults {
     jitter_us: AtomicU64,
     /// `f64` bits.
     rate_503: AtomicU64,
+    /// This many requests from now answer 503 whatever the rate.
+    next_503: AtomicU64,
     requests: AtomicU64,
     injected_503: AtomicU64,
 }
@@ -1898,6 +1901,22 @@ impl FleetFaults {
     }
     fn rate(&self) -> f64 {
         f64::from_bits(self.rate_503.load(Ordering::Relaxed))
+    }
+    /// Whether this request answers 503: one of the next ones asked for, or
+    /// drawn at the rate.
+    fn draw_503(&self) -> bool {
+        let queued = self
+            .next_503
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        let hit = queued || {
+            let rate = self.rate();
+            rate > 0.0 && rand::thread_rng().gen::<f64>() < rate
+        };
+        if hit {
+            self.injected_503.fetch_add(1, Ordering::Relaxed);
+        }
+        hit
     }
 }
 
@@ -2127,6 +2146,12 @@ impl RedfishFleet {
         self.faults.set_rate(rate)
     }
 
+    /// Answer the next `n` requests (to any path) with 503, whatever the
+    /// rate: a fault a test can count on.
+    pub fn fail_next_with_503(&self, n: u64) {
+        self.faults.next_503.store(n, Ordering::Relaxed)
+    }
+
     /// Stop serving and wait for the server task.
     pub async fn shutdown(mut self) {
         self.stop_netboot();
@@ -2215,9 +2240,7 @@ async fn serve_request(State(shared): State<Arc<Shared>>, req: Request) -> Respo
         let _ = tokio::time::timeout(HANG, stop.wait_for(|s| *s)).await;
         return into_response(service_unavailable());
     }
-    let rate = shared.faults.rate();
-    if rate > 0.0 && rand::thread_rng().gen::<f64>() < rate {
-        shared.faults.injected_503.fetch_add(1, Ordering::Relaxed);
+    if shared.faults.draw_503() {
         return into_response(service_unavailable());
     }
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
