@@ -30,6 +30,16 @@ if [[ $rc != 0 ]]; then
 fi
 python3 scripts/check-test-secrets.py --self-test >/dev/null
 python3 scripts/check-test-secrets.py "$IRONRACK_TEST_OUTPUT" "$log"
+passed=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' "$log" | awk '{ s += $1 } END { print s + 0 }')
 [[ "${KEEP_TEST_OUTPUT:-}" == 1 ]] || rm -rf "$out"
 
-bash scripts/fuzz.sh --ci   # every fuzz target 30 s on the checked-in corpus
+fuzz_rc=0
+bash scripts/fuzz.sh --ci || fuzz_rc=$?   # every fuzz target 30 s on the checked-in corpus
+
+# One closing line for the whole run: cargo's tests plus one per fuzz target.
+if [[ $fuzz_rc != 0 ]]; then
+    echo "cargo test: $passed passed; a fuzz target failed (exit $fuzz_rc)" >&2
+    exit "$fuzz_rc"
+fi
+targets=$(bash scripts/fuzz.sh --list | wc -l)
+echo "tests: $((passed + targets)) passed, 0 failed"
