@@ -74,8 +74,10 @@ done
 # cargo-fuzz, on the stable toolchain.
 export PATH="$HOME/.cargo/bin:$PATH"
 if ! cargo fuzz --version >/dev/null 2>&1; then
-    log "installing cargo-fuzz"
-    cargo install cargo-fuzz --locked
+    # The version scripts/install-peers.sh pins.
+    v="$(sed -n 's/^CARGO_FUZZ_VERSION=//p' "$REPO/scripts/install-peers.sh")"
+    log "installing cargo-fuzz ${v}"
+    cargo install cargo-fuzz --version "$v" --locked
 fi
 export RUSTC_BOOTSTRAP=1
 toolchain=()

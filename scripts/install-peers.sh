@@ -10,8 +10,8 @@
 #   * a Python venv at <repo>/.venv with scripts/requirements.txt
 #     (sushy-tools -> sushy-emulator, python-ironicclient -> baremetal,
 #     openstacksdk)
-#   * cargo-fuzz (`cargo install cargo-fuzz --locked`) and g++ (libFuzzer is
-#     C++), for scripts/fuzz.sh
+#   * cargo-fuzz, pinned (`cargo install cargo-fuzz --version $CARGO_FUZZ_VERSION
+#     --locked`), and g++ (libFuzzer is C++), for scripts/fuzz.sh
 #
 # Idempotent and non-interactive; safe to run repeatedly (CI and dev boxes).
 #
@@ -27,6 +27,8 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REQUIREMENTS="${REPO_ROOT}/scripts/requirements.txt"
 VENV="${IRONRACK_VENV:-${REPO_ROOT}/.venv}"
 PYTHON="${IRONRACK_PYTHON:-python3}"
+# The cargo-fuzz that scripts/fuzz.sh was last run with.
+CARGO_FUZZ_VERSION=0.13.2
 
 APT_PACKAGES=(openipmi ipmitool freeipmi-tools socat tcpdump python3-venv apache2-utils g++
     curl tftp-hpa atftp tftpd-hpa pxelinux syslinux-common ipxe)
@@ -128,11 +130,11 @@ smoke_test() {
 }
 
 install_cargo_fuzz() {
-    if cargo fuzz --version >/dev/null 2>&1; then
+    if cargo fuzz --version 2>/dev/null | grep -qF " ${CARGO_FUZZ_VERSION}"; then
         log "cargo-fuzz: $(cargo fuzz --version 2>&1 | head -n1)"
     else
-        log "cargo install cargo-fuzz --locked"
-        cargo install cargo-fuzz --locked </dev/null
+        log "cargo install cargo-fuzz --version ${CARGO_FUZZ_VERSION} --locked"
+        cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked </dev/null
     fi
 }
 
