@@ -532,8 +532,8 @@ power_poll_interval = 0.5
         mib = [s / 1024 for s in samples]
         third = max(1, len(mib) // 3)
         first = sum(mib[:third]) / third
-        middle = mib[third:-third] or mib[:third]
-        middle = sum(middle) / len(middle)
+        mid = mib[third:-third] or mib[:third]
+        middle = sum(mid) / len(mid)
         last = sum(mib[-third:]) / third
         # The first third is the warm-up (sessions, buffers, allocator arenas
         # reaching their working size); after it a leak shows as the last

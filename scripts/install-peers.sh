@@ -130,8 +130,10 @@ smoke_test() {
 }
 
 install_cargo_fuzz() {
-    if cargo fuzz --version 2>/dev/null | grep -qF " ${CARGO_FUZZ_VERSION}"; then
-        log "cargo-fuzz: $(cargo fuzz --version 2>&1 | head -n1)"
+    local have
+    have="$(cargo fuzz --version 2>/dev/null | head -n1 || true)"
+    if [[ "$have" == "cargo-fuzz ${CARGO_FUZZ_VERSION}" ]]; then
+        log "cargo-fuzz: $have"
     else
         log "cargo install cargo-fuzz --version ${CARGO_FUZZ_VERSION} --locked"
         cargo install cargo-fuzz --version "${CARGO_FUZZ_VERSION}" --locked </dev/null
