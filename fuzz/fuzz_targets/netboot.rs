@@ -6,9 +6,10 @@
 //! Properties: no panic; parse errors carry a message and, when they name a
 //! line, one that exists; every config the renderer accepts to produce
 //! parses back as a deploy boot with the node's own `ipa-node-uuid`,
-//! `ipa-api-url` and `BOOTIF`, and with the node's kernel parameters in
-//! order (values are validated rather than escaped, so nothing accepted may
-//! change meaning in any of the three syntaxes).
+//! `ipa-api-url` and `BOOTIF`, with the node's kernel parameters in order,
+//! and fetching exactly the node's kernel and ramdisk (values are validated
+//! rather than escaped, so nothing accepted may change meaning in any of the
+//! three syntaxes).
 //!
 //! Input: the config text; for the render half, fields separated by 0x1e:
 //! kernel, ramdisk, node parameters, global parameters, API URL, HTTP boot
@@ -16,7 +17,7 @@
 #![no_main]
 
 use ironrack::boot::render::{self, BootMode, ConfigKind, RenderContext};
-use ironrack::sim::netboot::{self, ConfigEnv, Mac, Parsed};
+use ironrack::sim::netboot::{self, ConfigEnv, Fetch, Mac, Parsed};
 use ironrack::store::{Node, Port};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
@@ -146,7 +147,45 @@ fuzz_target!(|data: &[u8]| {
                 c.text
             );
         }
-        assert!(!entry.initrds.is_empty(), "no initrd in\n{}", c.text);
+        // The loader fetches the node's kernel and ramdisk, nothing else.
+        let k = render::Location::parse("k", &kernel).expect("rendered, so it parsed");
+        let r = render::Location::parse("r", &ramdisk).expect("rendered, so it parsed");
+        assert_same_file(&entry.kernel, &k, c.kind, &ctx, &c.text);
+        assert_eq!(entry.initrds.len(), 1, "initrds in\n{}", c.text);
+        assert_same_file(&entry.initrds[0], &r, c.kind, &ctx, &c.text);
         let _ = Value::Null;
     }
 });
+
+/// `got` (what the simulated loader fetches) is the file `want` names, as
+/// that loader reaches it: a path under the boot root over TFTP from the
+/// server the config came from (or, for iPXE with an HTTP boot server,
+/// under its URL); a URL, the same URL once normalised.
+fn assert_same_file(
+    got: &Fetch,
+    want: &render::Location,
+    kind: ConfigKind,
+    ctx: &RenderContext,
+    text: &str,
+) {
+    let same_url = |a: &str, b: &str| match (url::Url::parse(a), url::Url::parse(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let ok = match (want, got) {
+        (render::Location::Root(p), Fetch::Http { url }) => {
+            kind == ConfigKind::Ipxe
+                && ctx.http_url.as_deref().is_some_and(|base| {
+                    same_url(url, &format!("{}/{p}", base.trim_end_matches('/')))
+                })
+        }
+        (render::Location::Root(p), Fetch::Tftp { server, path }) => {
+            server.is_none()
+                && path == &format!("/{p}")
+                && (kind != ConfigKind::Ipxe || ctx.http_url.is_none())
+        }
+        (render::Location::Url { url: want, .. }, Fetch::Http { url }) => same_url(url, want),
+        (render::Location::Url { .. }, Fetch::Tftp { .. }) => false,
+    };
+    assert!(ok, "{kind:?} fetches {got:?} for {want:?}\n{text}");
+}

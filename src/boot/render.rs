@@ -291,7 +291,16 @@ fn check_params(field: &str, s: &str) -> Result<Vec<String>, RenderError> {
             "{field} contains {what}, which cannot be put in a boot config"
         )));
     }
-    Ok(s.split_whitespace().map(str::to_string).collect())
+    let words: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+    // PXELINUX takes `initrd=` off the command line as the files to load,
+    // and the kernel's EFI stub loads it too: it would change the ramdisk.
+    if let Some(w) = words.iter().find(|w| w.starts_with("initrd=")) {
+        return Err(invalid(format!(
+            "{field} contains {w:?}: the loaders read initrd= as the ramdisk to load; \
+             the deploy ramdisk is driver_info.deploy_ramdisk"
+        )));
+    }
+    Ok(words)
 }
 
 /// Check `[boot] kernel_append_params` (at start-up).
@@ -310,7 +319,8 @@ pub enum Location {
         https: bool,
         /// `host[:port]`.
         authority: String,
-        /// From the first `/` after the authority (at least `/`).
+        /// From the first `/` after the authority (at least `/`; a query
+        /// straight after the authority gets a `/` before it).
         path: String,
     },
 }
@@ -353,11 +363,22 @@ impl Location {
             if parts.is_empty() {
                 return Err(invalid(format!("{field} {s:?} names no file")));
             }
+            // PXELINUX reads `host::path` as a file on another TFTP server.
+            if s.contains("::") {
+                return Err(invalid(format!(
+                    "{field} {s:?} contains '::', which PXELINUX reads as host::path \
+                     (a file on another TFTP server)"
+                )));
+            }
             return Ok(Location::Root(parts.join("/")));
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        // The authority ends at the path or the query (`#` is refused
+        // above); GRUB's `(http,authority)path` needs the path to start
+        // with `/`.
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
+            Some(i) => (&rest[..i], rest[i..].to_string()),
+            None => (rest, "/".to_string()),
         };
         if authority.is_empty() {
             return Err(invalid(format!("{field} {s:?} has no host")));
@@ -373,7 +394,7 @@ impl Location {
             url: s.to_string(),
             https,
             authority: authority.to_string(),
-            path: path.to_string(),
+            path,
         })
     }
 
@@ -755,6 +776,69 @@ mod tests {
             };
             let e = render_node(&node(images(), json!({})), &[port(MAC, true)], &c).unwrap_err();
             assert!(e.to_string().contains("the HTTP boot URL"), "{bad}: {e}");
+        }
+    }
+
+    /// Found by `fuzz/fuzz_targets/netboot.rs` in CI
+    /// (fuzz/regressions/netboot/pxelinux-*, grub-http-query): values each
+    /// loader reads differently from what the node asked for.
+    #[test]
+    fn values_a_loader_would_read_otherwise_are_refused() {
+        // `initrd=` on the command line: PXELINUX loads it as the ramdisk
+        // (here a TFTP path it could not even name), the kernel's EFI stub
+        // too. Refused in the node's parameters and in the global ones.
+        for own in [
+            "initrd=x",
+            "quiet initrd=ftp://x",
+            "initrd=/evil,/deploy/initrd",
+        ] {
+            let mut info = images();
+            info["kernel_append_params"] = json!(own);
+            for props in [json!({}), json!({"capabilities": "boot_mode:bios"})] {
+                let e = render_node(&node(info.clone(), props), &[port(MAC, true)], &ctx());
+                let msg = e.unwrap_err().to_string();
+                assert!(
+                    msg.contains("driver_info.kernel_append_params"),
+                    "{own}: {msg}"
+                );
+                assert!(msg.contains("initrd="), "{own}: {msg}");
+            }
+        }
+        assert!(check_global_params("nofb initrd=/x").is_err());
+        assert!(check_global_params("rd.initrd=x myinitrd=y").is_ok());
+        // `host::path` is another TFTP server to PXELINUX: a path under the
+        // boot root with `::` in it is refused (in every boot mode, so that
+        // switching modes does not change which values are accepted).
+        for bad in ["deploy/a::b", "::deploy/k", "10.0.0.9::k"] {
+            let mut info = images();
+            info["deploy_kernel"] = json!(bad);
+            for props in [json!({}), json!({"capabilities": "boot_mode:bios"})] {
+                let e = render_node(&node(info.clone(), props), &[port(MAC, true)], &ctx());
+                let msg = e.unwrap_err().to_string();
+                assert!(msg.contains("driver_info.deploy_kernel"), "{bad}: {msg}");
+                assert!(msg.contains("::"), "{bad}: {msg}");
+            }
+        }
+        // A URL with a query straight after the host: GRUB's device is the
+        // host alone and the query goes after a `/`, as the URL means.
+        let mut info = images();
+        info["deploy_kernel"] = json!("http://10.0.0.5:8080?img=k");
+        let r = render_node(&node(info, json!({})), &[port(MAC, true)], &ctx()).unwrap();
+        assert!(
+            r[0].text.contains("linux (http,10.0.0.5:8080)/?img=k nofb"),
+            "{}",
+            r[0].text
+        );
+        assert!(
+            r[1].text.contains("kernel http://10.0.0.5:8080?img=k nofb"),
+            "{}",
+            r[1].text
+        );
+        match Location::parse("k", "http://h:1?q/r").unwrap() {
+            Location::Url {
+                authority, path, ..
+            } => assert_eq!((authority.as_str(), path.as_str()), ("h:1", "/?q/r")),
+            other => panic!("{other:?}"),
         }
     }
 
