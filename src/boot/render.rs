@@ -519,6 +519,13 @@ fn kernel_args(node: &Node, ctx: &RenderContext, mac: &str) -> Result<String, Re
     // As checked: without surrounding white space (a newline after the URL
     // would end the config line early).
     let api = ctx.api_url.trim().trim_end_matches('/');
+    // What is checked is what is rendered: white space left inside once the
+    // slashes are gone ("http://h/\n/") is refused, not trimmed again.
+    if let Some(what) = bad_char(api, false, &[]) {
+        return Err(invalid(format!(
+            "the API URL {api:?} contains {what}, which cannot be put in a boot config"
+        )));
+    }
     match Location::parse("the API URL", api)? {
         Location::Url { .. } => {}
         Location::Root(_) => {
@@ -762,6 +769,16 @@ mod tests {
                     cfg.text
                 );
             }
+        }
+        // fuzz/regressions/netboot/api-url-newline-slash: white space before
+        // a last slash was left in after the slashes were trimmed.
+        for api in ["http://10.0.0.1:6385/\n\n/", "http://10.0.0.1:6385/ /"] {
+            let c = RenderContext {
+                api_url: api.into(),
+                ..ctx()
+            };
+            let e = render_node(&node(images(), json!({})), &[port(MAC, true)], &c).unwrap_err();
+            assert!(e.to_string().contains("the API URL"), "{api:?}: {e}");
         }
         // fuzz/regressions/netboot/http-boot-url-scheme: an HTTP boot URL
         // that is not one went into iPXE scripts as is.
