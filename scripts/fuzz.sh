@@ -117,6 +117,7 @@ run_one() {
     local before
     before="$(find "$art" -type f | wc -l)"
     local start=$SECONDS rc=0
+    touch "$logs/$t.started"
     # New inputs go to the first directory (scratch); the corpus is read only.
     nice -n "$niceness" "$bin_dir/$t" "$scratch" "$corpus" "${extra[@]}" \
         -max_total_time="$seconds" -print_final_stats=1 -rss_limit_mb="$rss" \
@@ -164,5 +165,17 @@ done
 printf '%-14s %14s\n' total "$total_execs"
 if [[ $failed == 1 ]]; then
     log "crash inputs are in fuzz/artifacts/<target>/; reproduce with: $bin_dir/<target> <file>"
+    # A CI machine's files are gone after the run: its log keeps the inputs
+    # (base64; decode with `base64 -d > fuzz/regressions/<target>/<name>`).
+    for t in "${targets[@]}"; do
+        while IFS= read -r -d '' f; do
+            size="$(stat -c %s "$f")"
+            if [[ $size -le 65536 ]]; then
+                log "input $t/$(basename "$f") ($size bytes, base64): $(base64 -w0 "$f")"
+            else
+                log "input $t/$(basename "$f") ($size bytes, too long to print)"
+            fi
+        done < <(find "$FUZZ/artifacts/$t" -type f -newer "$logs/$t.started" -print0 2>/dev/null)
+    done
     exit 1
 fi
