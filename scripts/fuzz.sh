@@ -85,10 +85,13 @@ if command -v rustup >/dev/null 2>&1 && rustup toolchain list 2>/dev/null | grep
     toolchain=(+stable)
 fi
 
+# cargo fuzz has no --locked: check first that fuzz/Cargo.lock needs no
+# change, so the targets build from the versions checked in.
+host="$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')"
+cargo "${toolchain[@]}" fetch --locked --target "$host"
 # All targets in one cargo run: they share the instrumented ironrack build.
 log "building the fuzz targets (release, ASan, debug assertions)"
 cargo "${toolchain[@]}" fuzz build -O -a
-host="$(rustc "${toolchain[@]}" -vV | sed -n 's/^host: //p')"
 bin_dir="$FUZZ/target/$host/release"
 
 logs="$FUZZ/target/logs"
