@@ -3,7 +3,8 @@
 //! serial port is a telnet connection to a listener of this test, bridged to
 //! two TCP viewers at once (one writer, one read-only); the host side dropped
 //! and restored with the console log keeping both halves; our simulator's
-//! SOL through 10 % loss; a pty pair as a node's `serial_device`; and a
+//! SOL through 10 % loss; a console following its node to another BMC when
+//! driver_info changes; a pty pair as a node's `serial_device`; and a
 //! Redfish node without a serial line refused. Every byte is checked at the
 //! other end: the TCP viewers, the host, the log files.
 
@@ -533,6 +534,81 @@ async fn simulator_sol_through_ten_percent_loss_reaches_the_viewer_complete_and_
     assert!(stats.retransmits > 0, "{stats:?}");
     assert_eq!(sim.host().discarded, 0);
     assert!(contains(&console_log(&logs.0, &uuid), &output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_follows_its_node_to_another_bmc_when_driver_info_changes() {
+    let fleet = fleet(2, |_| {}).await;
+    let (old, new) = (&fleet.bmcs[0], &fleet.bmcs[1]);
+    let logs = Scratch::new("console-logs");
+    let agent = Agent::start(&conf("21400-21449", &logs.0)).await;
+    enroll(&agent, ipmi_node("con-move", old.addr.port())).await;
+    set_console(&agent, "con-move", true).await;
+    let port = console_port(&agent, "con-move").await;
+    let viewer = Viewer::connect(port).await;
+    viewer.wait_for(WRITER).await;
+    let end = Instant::now() + DEADLINE;
+    while !old.sol_active() {
+        assert!(Instant::now() < end, "the agent never activated SOL");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    old.host_write(b"the old BMC's host\r\n");
+    viewer.wait_for(b"the old BMC's host\r\n").await;
+
+    // The machine's BMC is now another one: the console moves with it, on
+    // the same port, and lets go of the old BMC's SOL.
+    let (status, body) = agent
+        .patch(
+            "/v1/nodes/con-move",
+            &json!([{"op": "replace", "path": "/driver_info/ipmi_port", "value": new.addr.port()}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    viewer.wait_closed().await;
+    let end = Instant::now() + DEADLINE;
+    while !new.sol_active() || old.sol_active() {
+        let (_, n) = agent.get("/v1/nodes/con-move").await;
+        assert!(n["last_error"].is_null(), "{n:#}");
+        assert!(
+            Instant::now() < end,
+            "SOL active on the new BMC: {}, on the old: {}",
+            new.sol_active(),
+            old.sol_active()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(console_port(&agent, "con-move").await, port);
+    let mut viewer = Viewer::connect(port).await;
+    viewer.wait_for(WRITER).await;
+    new.host_write(b"the new BMC's host\r\n");
+    viewer.wait_for(b"the new BMC's host\r\n").await;
+    viewer.send(b"typed after the move\r").await;
+    let mut typed = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while !contains(&typed, b"typed after the move\r") {
+        typed.extend(new.host_read());
+        assert!(
+            Instant::now() < end,
+            "the new BMC's host read {:?}",
+            String::from_utf8_lossy(&typed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(old.host_read().is_empty(), "keys went to the old BMC");
+
+    // A change that is not to the line leaves the console as it is.
+    let (status, body) = agent
+        .patch(
+            "/v1/nodes/con-move",
+            &json!([{"op": "add", "path": "/extra/rack", "value": "r7"}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    new.host_write(b"still the same viewer\r\n");
+    viewer.wait_for(b"still the same viewer\r\n").await;
+    assert!(!*viewer.closed.lock().unwrap());
+    set_console(&agent, "con-move", false).await;
+    viewer.wait_closed().await;
 }
 
 /// A pty pair: the master end plays the host; the slave's path is the

@@ -177,6 +177,44 @@ impl Conductor {
         Ok(())
     }
 
+    /// After `driver` or `driver_info` changed: an enabled console is
+    /// started again on the new line (another BMC, new credentials, another
+    /// serial device), keeping its port, by a worker that holds `lock` (the
+    /// update's). Viewers of the old line are disconnected. A failure lands
+    /// in `last_error`; the console stays enabled, so the next enable or
+    /// agent start tries again.
+    pub(super) fn restart_console_later(self: &Arc<Self>, lock: NodeLock, node: &Node) {
+        let Ok(mgr) = self.console_manager() else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(node = %node.uuid, "no runtime to restart the console on");
+            return;
+        };
+        let this = self.clone();
+        rt.spawn(async move {
+            let uuid = lock.uuid().to_string();
+            let result = match this.node(&uuid) {
+                Ok(n) if n.console_enabled => this.start_console(&mgr, &n).await,
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(node = %uuid, "console restarted on the changed driver_info")
+                }
+                Err(e) => this.record_failure(
+                    &uuid,
+                    format!(
+                        "Failed to restart the console of node {uuid} after its driver_info \
+                         changed. Error: {e}"
+                    ),
+                ),
+            }
+            drop(lock);
+        });
+    }
+
     /// `GET .../states/console`.
     pub async fn console_state(&self, ident: &str) -> Result<ConsoleState, ConductorError> {
         let node = self.node(ident)?;

@@ -403,15 +403,17 @@ impl Conductor {
 
     /// Change a node under its lock (PATCH); the result is validated again
     /// and the node's cached BMC client is dropped if driver_info changed.
+    /// An enabled console is then started again on the new line (see
+    /// `restart_console_later`), the lock passing to that worker.
     ///
     /// The power and provision state fields are not the closure's to change
     /// (they have their own endpoints): changing them is an InvalidParameter.
     pub fn update_node(
-        &self,
+        self: &Arc<Self>,
         ident: &str,
         f: impl FnOnce(&mut Node) -> Result<(), ConductorError>,
     ) -> Result<Node, ConductorError> {
-        let (_lock, node) = self.lock_node(ident)?;
+        let (lock, node) = self.lock_node(ident)?;
         let mut failure: Option<ConductorError> = None;
         let profiles = &self.profiles;
         let timing = &self.timing.client;
@@ -453,6 +455,9 @@ impl Conductor {
         }
         if updated.driver_info != node.driver_info || updated.driver != node.driver {
             guard(&self.sync_failures).remove(&updated.uuid);
+            if updated.console_enabled {
+                self.restart_console_later(lock, &updated);
+            }
         }
         Ok(updated)
     }
