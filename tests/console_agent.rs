@@ -505,17 +505,7 @@ async fn simulator_sol_through_ten_percent_loss_reaches_the_viewer_complete_and_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let mut typed = Vec::new();
-    while typed.len() < keys.len() {
-        typed.extend(sim.host_read());
-        assert!(
-            Instant::now() < end,
-            "the host read {} of {} bytes",
-            typed.len(),
-            keys.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let typed = sim_host_reads(sim, end, |t| t.len() >= keys.len()).await;
     let stats = sim.sol_stats().expect("SOL still active");
     sim.faults.set_loss(0.0);
 
@@ -583,17 +573,10 @@ async fn a_console_follows_its_node_to_another_bmc_when_driver_info_changes() {
     new.host_write(b"the new BMC's host\r\n");
     viewer.wait_for(b"the new BMC's host\r\n").await;
     viewer.send(b"typed after the move\r").await;
-    let mut typed = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while !contains(&typed, b"typed after the move\r") {
-        typed.extend(new.host_read());
-        assert!(
-            Instant::now() < end,
-            "the new BMC's host read {:?}",
-            String::from_utf8_lossy(&typed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    sim_host_reads(new, Instant::now() + DEADLINE, |t| {
+        contains(t, b"typed after the move\r")
+    })
+    .await;
     assert!(old.host_read().is_empty(), "keys went to the old BMC");
 
     // A change that is not to the line leaves the console as it is.
@@ -609,6 +592,26 @@ async fn a_console_follows_its_node_to_another_bmc_when_driver_info_changes() {
     assert!(!*viewer.closed.lock().unwrap());
     set_console(&agent, "con-move", false).await;
     viewer.wait_closed().await;
+}
+
+/// What a simulated BMC's host reads on its serial port until `done`.
+async fn sim_host_reads(
+    sim: &ironrack::sim::SimBmc,
+    end: Instant,
+    done: impl Fn(&[u8]) -> bool,
+) -> Vec<u8> {
+    let mut typed = Vec::new();
+    while !done(&typed) {
+        typed.extend(sim.host_read());
+        assert!(
+            Instant::now() < end,
+            "the host read {} bytes: {:?}",
+            typed.len(),
+            String::from_utf8_lossy(&typed[..typed.len().min(200)])
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    typed
 }
 
 /// A pty pair: the master end plays the host; the slave's path is the
